@@ -1,0 +1,32 @@
+#pragma once
+// The first object of every main(): initialises PETSc (and MPI), finalises them last.
+
+#include <mpi.h>
+
+#include <string>
+
+namespace physgrad {
+
+class Environment {
+ public:
+  /// `help` is printed by PETSc for -help, followed by the registered options.
+  Environment(int* argc, char*** argv, const char* help = nullptr);
+  ~Environment();
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+
+  static MPI_Comm comm();
+  static int rank();
+  static int size();
+};
+
+/// True on rank 0 of PETSC_COMM_WORLD; only that rank prints.
+bool isRoot();
+
+/// Print on rank 0 only (printf-style, collective-free).
+void rootPrintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/// Wall-clock seconds (MPI_Wtime).
+double wallTime();
+
+}  // namespace physgrad

@@ -1,0 +1,58 @@
+#pragma once
+// min_x L(P(x)): the simulator, the loss and (when known) the true x, with counts of
+// every PDE solve the optimisers spend.
+
+#include <optional>
+
+#include "physgrad/inverse/loss.hpp"
+#include "physgrad/physics/simulator.hpp"
+
+namespace physgrad {
+
+/// Whole-simulator runs: forward (P), adjoint (J^T, one reverse sweep), inverse (P^{-1}).
+struct SolveCounts {
+  long forward = 0, adjoint = 0, inverse = 0;
+  long total() const { return forward + adjoint + inverse; }
+};
+
+/// Reconstruction error of x against the truth.
+struct XError {
+  double relative_l2 = 0.0;  ///< ||x - x*|| / ||x*||
+  double mean_abs = 0.0;     ///< mean over points of |x - x*|
+  double sum_abs = 0.0;      ///< sum over points of |x - x*| (the SIP paper's measure)
+};
+
+class InverseProblem {
+ public:
+  /// `truth` may be null when x* is unknown.
+  InverseProblem(Simulator& sim, Loss& loss, Vec truth = nullptr);
+
+  Simulator& simulator() { return *sim_; }
+  Loss& loss() { return *loss_; }
+  const Grid& grid() const { return sim_->grid(); }
+  bool hasTruth() const { return static_cast<bool>(truth_); }
+
+  /// y = P(x); returns L(y).
+  double evaluate(Vec x, Vec y);
+  /// g = dL/dx = J^T dL/dy at x (forward + reverse sweep); returns L(P(x)).
+  double valueAndGradient(Vec x, Vec g);
+  /// x = P^{-1}(y) by inverse time stepping around the trajectory of x0.
+  void inverse(Vec x0, Vec y, Vec x);
+
+  /// Requires the truth.
+  XError xError(Vec x) const;
+
+  OwnedVec createField() const { return grid().createGlobal(); }
+  const SolveCounts& counts() const { return counts_; }
+  void resetCounts() { counts_ = {}; }
+
+ private:
+  Simulator* sim_;
+  Loss* loss_;
+  OwnedVec truth_;
+  OwnedVec y_work_, gy_work_;
+  mutable OwnedVec diff_;
+  SolveCounts counts_;
+};
+
+}  // namespace physgrad

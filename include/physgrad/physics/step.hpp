@@ -1,0 +1,40 @@
+#pragma once
+// One time step S: x -> y on a Grid, with its tangent, exact discrete adjoint and a local
+// inverse. All fields are global Vecs of the step's Grid.
+
+#include <petscvec.h>
+
+#include <string>
+
+#include "physgrad/grid/grid.hpp"
+
+namespace physgrad {
+
+class Step {
+ public:
+  explicit Step(const Grid& grid) : grid_(&grid) {}
+  virtual ~Step() = default;
+  Step(const Step&) = delete;
+  Step& operator=(const Step&) = delete;
+
+  virtual std::string name() const = 0;
+  /// True when S is linear, so that jvp/vjp/inverse do not depend on the point x.
+  virtual bool isLinear() const = 0;
+
+  /// y = S(x)
+  virtual void forward(Vec x, Vec y) = 0;
+  /// dy = J(x) dx  (tangent)
+  virtual void jvp(Vec x, Vec dx, Vec dy) = 0;
+  /// wx = J(x)^T w  (exact discrete adjoint in the Euclidean inner product)
+  virtual void vjp(Vec x, Vec w, Vec wx) = 0;
+  /// x = local inverse of S around the point x0 applied to y.  The default throws
+  /// NotImplemented: a step must state its inverse rather than fall back silently.
+  virtual void inverse(Vec x0, Vec y, Vec x);
+
+  const Grid& grid() const { return *grid_; }
+
+ private:
+  const Grid* grid_;
+};
+
+}  // namespace physgrad

@@ -1,0 +1,45 @@
+#include "physgrad/core/environment.hpp"
+
+#include <petscsys.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <stdexcept>
+
+namespace physgrad {
+
+Environment::Environment(int* argc, char*** argv, const char* help) {
+  PetscErrorCode ierr = PetscInitialize(argc, argv, nullptr, help);
+  if (ierr) throw std::runtime_error("PetscInitialize failed");
+}
+
+Environment::~Environment() { (void)PetscFinalize(); }
+
+MPI_Comm Environment::comm() { return PETSC_COMM_WORLD; }
+
+int Environment::rank() {
+  int r = 0;
+  MPI_Comm_rank(PETSC_COMM_WORLD, &r);
+  return r;
+}
+
+int Environment::size() {
+  int s = 1;
+  MPI_Comm_size(PETSC_COMM_WORLD, &s);
+  return s;
+}
+
+bool isRoot() { return Environment::rank() == 0; }
+
+void rootPrintf(const char* fmt, ...) {
+  if (!isRoot()) return;
+  va_list args;
+  va_start(args, fmt);
+  std::vprintf(fmt, args);
+  va_end(args);
+  std::fflush(stdout);
+}
+
+double wallTime() { return MPI_Wtime(); }
+
+}  // namespace physgrad

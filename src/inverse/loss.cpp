@@ -1,0 +1,24 @@
+#include "physgrad/inverse/loss.hpp"
+
+#include "physgrad/core/error.hpp"
+
+namespace physgrad {
+
+SquaredLoss::SquaredLoss(Vec target) {
+  PG_CALL(VecDuplicate(target, target_.out()));
+  PG_CALL(VecCopy(target, target_));
+  PG_CALL(VecDuplicate(target, residual_.out()));
+}
+
+double SquaredLoss::value(Vec y) {
+  PG_CALL(VecWAXPY(residual_, -1.0, target_, y));
+  PetscReal norm = 0.0;
+  PG_CALL(VecNorm(residual_, NORM_2, &norm));
+  return 0.5 * norm * norm;
+}
+
+void SquaredLoss::gradient(Vec y, Vec g) { PG_CALL(VecWAXPY(g, -1.0, target_, y)); }
+
+void SquaredLoss::newtonStep(Vec y, Vec dy) { PG_CALL(VecWAXPY(dy, -1.0, y, target_)); }
+
+}  // namespace physgrad
