@@ -6,7 +6,7 @@
 namespace physgrad {
 namespace {
 // Text of the last C++ exception caught inside a PETSc callback on this thread; it is
-// attached to the PetscError thrown when the error code surfaces again.
+// attached to the PetscException thrown when the error code surfaces again.
 thread_local std::string g_callback_message;
 }  // namespace
 
@@ -21,7 +21,7 @@ void throwPetscError(PetscErrorCode code, const char* expr, const char* file, in
     os << "; raised in a callback: " << g_callback_message;
     g_callback_message.clear();
   }
-  throw PetscError(code, os.str());
+  throw PetscException(code, os.str());
 }
 }  // namespace detail
 

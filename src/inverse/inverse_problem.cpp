@@ -9,6 +9,8 @@ InverseProblem::InverseProblem(Simulator& sim, Loss& loss, Vec truth)
       loss_(&loss),
       y_work_(sim.grid().createGlobal()),
       gy_work_(sim.grid().createGlobal()),
+      last_x_(sim.grid().createGlobal()),
+      last_y_(sim.grid().createGlobal()),
       diff_(sim.grid().createGlobal()) {
   if (truth) {
     truth_ = sim.grid().createGlobal();
@@ -17,22 +19,38 @@ InverseProblem::InverseProblem(Simulator& sim, Loss& loss, Vec truth)
 }
 
 double InverseProblem::evaluate(Vec x, Vec y) {
-  sim_->forward(x, y);
-  ++counts_.forward;
-  return loss_->value(y);
+  PetscBool same = PETSC_FALSE;
+  if (have_last_) PG_CALL(VecEqual(x, last_x_, &same));
+  if (!same) {
+    sim_->forward(x, last_y_);
+    PG_CALL(VecCopy(x, last_x_));
+    last_loss_ = loss_->value(last_y_);
+    have_last_ = true;
+  }
+  if (y != last_y_.get()) PG_CALL(VecCopy(last_y_, y));
+  return last_loss_;
 }
 
 double InverseProblem::valueAndGradient(Vec x, Vec g) {
   const double value = evaluate(x, y_work_);
   loss_->gradient(y_work_, gy_work_);
   sim_->vjp(x, gy_work_, g);
-  ++counts_.adjoint;
   return value;
 }
 
 void InverseProblem::inverse(Vec x0, Vec y, Vec x) {
   sim_->inverse(x0, y, x);
-  ++counts_.inverse;
+}
+
+SolveCounts InverseProblem::counts() const {
+  const StepCounts& now = sim_->counts();
+  const double k = static_cast<double>(sim_->numSteps());
+  SolveCounts c;
+  c.forward = (now.forward - baseline_.forward) / k;
+  c.adjoint = (now.vjp - baseline_.vjp) / k;
+  c.tangent = (now.jvp - baseline_.jvp) / k;
+  c.inverse = (now.inverse - baseline_.inverse) / k;
+  return c;
 }
 
 XError InverseProblem::xError(Vec x) const {

@@ -109,3 +109,58 @@ void ImplicitDiffusionStep::inverse(Vec, Vec y, Vec x) {
 }
 
 }  // namespace physgrad
+
+#include "physgrad/physics/simulator.hpp"
+
+namespace physgrad {
+
+DiffusionScheme parseDiffusionScheme(const std::string& text, const std::string& option) {
+  if (text == "explicit") return DiffusionScheme::Explicit;
+  if (text == "implicit" || text == "be") return DiffusionScheme::BackwardEuler;
+  if (text == "cn") return DiffusionScheme::CrankNicolson;
+  throw InputError("option " + option + ": unknown diffusion scheme '" + text +
+                   "' (allowed: explicit, implicit, cn)");
+}
+
+const char* toString(DiffusionScheme s) {
+  switch (s) {
+    case DiffusionScheme::Explicit:
+      return "explicit";
+    case DiffusionScheme::BackwardEuler:
+      return "implicit";
+    case DiffusionScheme::CrankNicolson:
+      return "cn";
+  }
+  return "unknown";
+}
+
+std::unique_ptr<Simulator> makeDiffusionSimulator(const Grid& grid, DiffusionScheme scheme,
+                                                  double kappa, double t_end, PetscInt steps,
+                                                  LinearSolveOptions solve) {
+  if (steps <= 0) {
+    throw InputError("the number of time steps must be positive (got " + std::to_string(steps) +
+                     ")");
+  }
+  if (!(t_end > 0.0) || !std::isfinite(t_end)) {
+    std::ostringstream os;
+    os << "the end time must be positive and finite (got " << t_end << ")";
+    throw InputError(os.str());
+  }
+  const DiffusionParams p{kappa, t_end / static_cast<double>(steps)};
+  // The steps are identical and stateless between calls, so one object serves all K.
+  std::shared_ptr<Step> step;
+  switch (scheme) {
+    case DiffusionScheme::Explicit:
+      step = std::make_shared<ExplicitDiffusionStep>(grid, p, solve);
+      break;
+    case DiffusionScheme::BackwardEuler:
+      step = std::make_shared<ImplicitDiffusionStep>(grid, p, 1.0, solve);
+      break;
+    case DiffusionScheme::CrankNicolson:
+      step = std::make_shared<ImplicitDiffusionStep>(grid, p, 0.5, solve);
+      break;
+  }
+  return std::make_unique<Simulator>(grid, std::vector<std::shared_ptr<Step>>(steps, step));
+}
+
+}  // namespace physgrad

@@ -177,7 +177,7 @@ void ShiftedLaplacian::checkConverged(const char* what) const {
     os << what << " with (" << alpha_ << ") I + (" << beta_ << ") Laplacian did not converge: "
        << KSPConvergedReasons[reason] << " after " << last_its_ << " iterations (options prefix -"
        << prefix_ << ")";
-    throw PetscError(PETSC_ERR_NOT_CONVERGED, os.str());
+    throw PetscException(PETSC_ERR_NOT_CONVERGED, os.str());
   }
 }
 

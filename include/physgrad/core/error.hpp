@@ -9,9 +9,9 @@
 namespace physgrad {
 
 /// Thrown when a PETSc call returns a non-zero error code.
-class PetscError : public std::runtime_error {
+class PetscException : public std::runtime_error {
  public:
-  PetscError(PetscErrorCode code, const std::string& what)
+  PetscException(PetscErrorCode code, const std::string& what)
       : std::runtime_error(what), code_(code) {}
   PetscErrorCode code() const { return code_; }
 
@@ -41,7 +41,7 @@ PetscErrorCode reportCallbackException(const char* where) noexcept;
 
 }  // namespace physgrad
 
-/// Call a PETSc function and throw physgrad::PetscError on failure.
+/// Call a PETSc function and throw physgrad::PetscException on failure.
 #define PG_CALL(expr)                                                           \
   do {                                                                          \
     PetscErrorCode pg_ierr_ = (expr);                                           \

@@ -9,10 +9,12 @@
 
 namespace physgrad {
 
-/// Whole-simulator runs: forward (P), adjoint (J^T, one reverse sweep), inverse (P^{-1}).
+/// Whole-simulator runs, measured in step applications divided by the number of steps:
+/// forward (P, including recomputations the simulator does for its own trajectory),
+/// adjoint (J^T, one reverse sweep), tangent (J), inverse (P^{-1}).
 struct SolveCounts {
-  long forward = 0, adjoint = 0, inverse = 0;
-  long total() const { return forward + adjoint + inverse; }
+  double forward = 0, adjoint = 0, tangent = 0, inverse = 0;
+  double total() const { return forward + adjoint + tangent + inverse; }
 };
 
 /// Reconstruction error of x against the truth.
@@ -32,7 +34,8 @@ class InverseProblem {
   const Grid& grid() const { return sim_->grid(); }
   bool hasTruth() const { return static_cast<bool>(truth_); }
 
-  /// y = P(x); returns L(y).
+  /// y = P(x); returns L(y).  A repeated call at the same x reuses the last output
+  /// instead of solving again (and is not counted).
   double evaluate(Vec x, Vec y);
   /// g = dL/dx = J^T dL/dy at x (forward + reverse sweep); returns L(P(x)).
   double valueAndGradient(Vec x, Vec g);
@@ -43,16 +46,20 @@ class InverseProblem {
   XError xError(Vec x) const;
 
   OwnedVec createField() const { return grid().createGlobal(); }
-  const SolveCounts& counts() const { return counts_; }
-  void resetCounts() { counts_ = {}; }
+  /// Simulator runs since construction or the last resetCounts().
+  SolveCounts counts() const;
+  void resetCounts() { baseline_ = sim_->counts(); }
 
  private:
   Simulator* sim_;
   Loss* loss_;
   OwnedVec truth_;
   OwnedVec y_work_, gy_work_;
+  OwnedVec last_x_, last_y_;  // the most recent forward solve
+  bool have_last_ = false;
+  double last_loss_ = 0.0;
   mutable OwnedVec diff_;
-  SolveCounts counts_;
+  StepCounts baseline_;
 };
 
 }  // namespace physgrad

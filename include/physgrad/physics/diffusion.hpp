@@ -61,3 +61,18 @@ class ImplicitDiffusionStep final : public Step {
 };
 
 }  // namespace physgrad
+
+namespace physgrad {
+
+enum class DiffusionScheme { Explicit, BackwardEuler, CrankNicolson };
+/// Parses explicit | implicit (backward Euler) | cn; throws InputError naming `option`.
+DiffusionScheme parseDiffusionScheme(const std::string& text, const std::string& option);
+const char* toString(DiffusionScheme s);
+
+class Simulator;
+/// K equal steps of `scheme` from t = 0 to t_end with diffusivity kappa.
+std::unique_ptr<Simulator> makeDiffusionSimulator(const Grid& grid, DiffusionScheme scheme,
+                                                  double kappa, double t_end, PetscInt steps,
+                                                  LinearSolveOptions solve = {});
+
+}  // namespace physgrad

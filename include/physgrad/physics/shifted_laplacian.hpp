@@ -31,7 +31,7 @@ class ShiftedLaplacian {
 
   /// y = A x (matrix-free; A is symmetric, so this is also the transpose apply).
   void apply(Vec x, Vec y) const;
-  /// Solves A x = b.  Throws PetscError if the Krylov solve does not converge.
+  /// Solves A x = b.  Throws PetscException if the Krylov solve does not converge.
   void solve(Vec b, Vec x) const;
   /// Solves A^T x = b with KSPSolveTranspose.
   void solveTranspose(Vec b, Vec x) const;
