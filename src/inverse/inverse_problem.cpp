@@ -1,5 +1,8 @@
 #include "physgrad/inverse/inverse_problem.hpp"
 
+#include <cmath>
+#include <limits>
+
 #include "physgrad/core/error.hpp"
 
 namespace physgrad {
@@ -22,7 +25,12 @@ double InverseProblem::evaluate(Vec x, Vec y) {
   PetscBool same = PETSC_FALSE;
   if (have_last_) PG_CALL(VecEqual(x, last_x_, &same));
   if (!same) {
-    sim_->forward(x, last_y_);
+    have_last_ = false;
+    try {
+      sim_->forward(x, last_y_);
+    } catch (const NonFiniteError&) {
+      return std::numeric_limits<double>::quiet_NaN();
+    }
     PG_CALL(VecCopy(x, last_x_));
     last_loss_ = loss_->value(last_y_);
     have_last_ = true;
@@ -33,13 +41,23 @@ double InverseProblem::evaluate(Vec x, Vec y) {
 
 double InverseProblem::valueAndGradient(Vec x, Vec g) {
   const double value = evaluate(x, y_work_);
+  if (!std::isfinite(value)) return value;
   loss_->gradient(y_work_, gy_work_);
-  sim_->vjp(x, gy_work_, g);
+  try {
+    sim_->vjp(x, gy_work_, g);
+  } catch (const NonFiniteError&) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   return value;
 }
 
-void InverseProblem::inverse(Vec x0, Vec y, Vec x) {
-  sim_->inverse(x0, y, x);
+bool InverseProblem::inverse(Vec x0, Vec y, Vec x) {
+  try {
+    sim_->inverse(x0, y, x);
+  } catch (const NonFiniteError&) {
+    return false;
+  }
+  return true;
 }
 
 SolveCounts InverseProblem::counts() const {

@@ -204,7 +204,7 @@ Summary runPhysicalGradient(InverseProblem& problem, Vec x, const OptimizerOptio
     problem.loss().newtonStep(w.y, w.dy);  // w.y holds P(x)
     for (; shrinks <= o.pg_max_shrinks; ++shrinks, eta *= o.pg_shrink) {
       PG_CALL(VecWAXPY(w.g, eta, w.dy, w.y));  // target in y-space
-      problem.inverse(x, w.g, w.trial);
+      if (!problem.inverse(x, w.g, w.trial)) continue;  // Inf/NaN: a rejected trial
       PG_CALL(VecCopy(w.y, w.g));  // keep P(x) in case the trial is rejected
       const double trial_loss = problem.evaluate(w.trial, w.y);
       if (std::isfinite(trial_loss) && trial_loss < loss) {

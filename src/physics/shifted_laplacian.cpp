@@ -172,6 +172,10 @@ void ShiftedLaplacian::checkConverged(const char* what) const {
   KSPConvergedReason reason;
   PG_CALL(KSPGetConvergedReason(ksp_, &reason));
   PG_CALL(KSPGetIterationNumber(ksp_, &last_its_));
+  if (reason == KSP_DIVERGED_NANORINF) {
+    throw NonFiniteError(std::string(what) + " (options prefix -" + prefix_ +
+                         "): Inf or NaN in the iteration");
+  }
   if (reason < 0) {
     std::ostringstream os;
     os << what << " with (" << alpha_ << ") I + (" << beta_ << ") Laplacian did not converge: "

@@ -25,6 +25,13 @@ class InputError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// Thrown when a solve meets Inf or NaN (e.g. an optimiser stepped far outside the
+/// stable region); optimisers treat it as a non-finite loss.
+class NonFiniteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Thrown when an operation is not provided by a Step (e.g. a missing inverse).
 class NotImplemented : public std::logic_error {
  public:

@@ -35,12 +35,14 @@ class InverseProblem {
   bool hasTruth() const { return static_cast<bool>(truth_); }
 
   /// y = P(x); returns L(y).  A repeated call at the same x reuses the last output
-  /// instead of solving again (and is not counted).
+  /// instead of solving again.  Returns NaN (y undefined) when the solve meets Inf/NaN.
   double evaluate(Vec x, Vec y);
-  /// g = dL/dx = J^T dL/dy at x (forward + reverse sweep); returns L(P(x)).
+  /// g = dL/dx = J^T dL/dy at x (forward + reverse sweep); returns L(P(x)), or NaN
+  /// (g undefined) when a solve meets Inf/NaN.
   double valueAndGradient(Vec x, Vec g);
-  /// x = P^{-1}(y) by inverse time stepping around the trajectory of x0.
-  void inverse(Vec x0, Vec y, Vec x);
+  /// x = P^{-1}(y) by inverse time stepping around the trajectory of x0.  Returns false
+  /// (x undefined) when a solve meets Inf/NaN.
+  bool inverse(Vec x0, Vec y, Vec x);
 
   /// Requires the truth.
   XError xError(Vec x) const;
