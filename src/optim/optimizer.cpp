@@ -19,6 +19,8 @@ const char* toString(Termination t) {
       return "iteration cap";
     case Termination::LossTolerance:
       return "loss tolerance";
+    case Termination::ResidualTolerance:
+      return "residual at round-off";
     case Termination::TargetError:
       return "target x-error";
     case Termination::TimeBudget:
@@ -102,6 +104,9 @@ class RunRecorder {
     if (!std::isfinite(r.loss)) return stop(Termination::NonFinite);
     if (options_.loss_tol > 0.0 && r.loss <= options_.loss_tol)
       return stop(Termination::LossTolerance);
+    if (options_.residual_rtol > 0.0 && r.iteration > 0 &&
+        r.loss <= options_.residual_rtol * options_.residual_rtol * summary_.initial_loss)
+      return stop(Termination::ResidualTolerance);
     if (options_.target_error > 0.0 && !std::isnan(r.x_error) &&
         r.x_error <= options_.target_error)
       return stop(Termination::TargetError);

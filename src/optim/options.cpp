@@ -63,6 +63,7 @@ void OptimizerOptions::validate() const {
                      ")");
   }
   requireNonNegative(loss_tol, "loss_tol");
+  requireNonNegative(residual_rtol, "residual_rtol");
   requireNonNegative(target_error, "target_error");
   requireNonNegative(time_budget, "time_budget");
   requirePositive(gd_step, "gd_step");
@@ -80,8 +81,9 @@ PetscErrorCode readOptions(MPI_Comm comm, const char* prefix, OptimizerOptions* 
   constexpr PetscInt kMaxTypes = 16;
   PetscInt ntypes = kMaxTypes;
   PetscBool set = PETSC_FALSE;
-  std::string help = "Comma-separated optimisers to run, in order (" +
-                     joined(OptimizerOptions::knownTypes()) + ")";
+  std::string help = "Comma-separated optimisers to run, in order (allowed: " +
+                     joined(OptimizerOptions::knownTypes()) + "; default: " + joined(o->types) +
+                     ")";
   PetscOptionsBegin(comm, prefix, "Optimizer options", nullptr);
   {
     char* raw[kMaxTypes] = {};
@@ -97,6 +99,9 @@ PetscErrorCode readOptions(MPI_Comm comm, const char* prefix, OptimizerOptions* 
                               &o->max_it, nullptr));
     PetscCall(PetscOptionsReal("-loss_tol", "Stop when the loss falls to this value (0: off)",
                                nullptr, o->loss_tol, &o->loss_tol, nullptr));
+    PetscCall(PetscOptionsReal("-residual_rtol",
+                               "Stop when sqrt(loss / initial loss) falls to this (0: off)",
+                               nullptr, o->residual_rtol, &o->residual_rtol, nullptr));
     PetscCall(PetscOptionsReal("-target_error",
                                "Stop when the relative L2 error of x reaches this (0: off)",
                                nullptr, o->target_error, &o->target_error, nullptr));

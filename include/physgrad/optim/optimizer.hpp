@@ -17,9 +17,12 @@ namespace physgrad {
 /// Options of every optimiser, read from the PETSc options database under a prefix
 /// (default "opt_", i.e. -opt_type, -opt_max_it, ...).
 struct OptimizerOptions {
-  std::vector<std::string> types = {"gd", "lbfgs", "pg"};
+  std::vector<std::string> types = {"gd", "gd_armijo", "lbfgs", "pg"};
   PetscInt max_it = 50;
   double loss_tol = 0.0;      ///< stop when L <= loss_tol (0: off)
+  /// Stop when sqrt(L / L0) <= residual_rtol, i.e. the misfit has dropped to round-off
+  /// relative to the start (for the squared loss: ||y - y*|| / ||y0 - y*||).
+  double residual_rtol = 1e-12;
   double target_error = 0.0;  ///< stop when the relative L2 x-error <= this (0: off)
   double time_budget = 0.0;   ///< seconds per optimiser (0: off)
   double gd_step = 1.0;       ///< fixed GD step; also the first trial step of Armijo GD
@@ -54,6 +57,7 @@ struct IterationRecord {
 enum class Termination {
   MaxIterations,
   LossTolerance,
+  ResidualTolerance,
   TargetError,
   TimeBudget,
   NonFinite,
