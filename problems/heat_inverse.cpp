@@ -29,7 +29,7 @@ static const char kHelp[] =
     "the rank count), diffused to T, plus optional Gaussian noise.\n"
     "Outputs in -output_dir: fields.h5 + fields.xmf (ParaView), history_<optimizer>.csv,\n"
     "summary.md and summary.csv.\n"
-    "Inner solves: -diffusion_ksp_* / -diffusion_pc_* (implicit part, CG + GAMG by default),\n"
+    "Inner solves: -diffusion_ksp_* / -diffusion_pc_* (implicit part: CG with Jacobi, or GAMG for stiff steps),\n"
     "-explicit_diffusion_inv_ksp_* and -diffusion_inv_ksp_* (inverse solves); L-BFGS: any\n"
     "-opt_lbfgs_tao_* option.\n\n";
 

@@ -37,7 +37,7 @@ class ExplicitDiffusionStep final : public Step {
 
 /// The theta scheme (I - theta dt kappa Delta_h) y = (I + (1 - theta) dt kappa Delta_h) x:
 /// theta = 1 is backward Euler, theta = 1/2 Crank-Nicolson.  The implicit part is solved
-/// by CG with algebraic multigrid (options prefix -diffusion_); the inverse applies the
+/// by CG, Jacobi- or GAMG-preconditioned by stiffness (prefix -diffusion_); the inverse applies the
 /// implicit stencil and, for theta < 1, solves with the explicit part.
 class ImplicitDiffusionStep final : public Step {
  public:

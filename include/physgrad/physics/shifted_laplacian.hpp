@@ -33,7 +33,7 @@ class ShiftedLaplacian {
   void apply(Vec x, Vec y) const;
   /// Solves A x = b.  Throws PetscException if the Krylov solve does not converge.
   void solve(Vec b, Vec x) const;
-  /// Solves A^T x = b with KSPSolveTranspose.
+  /// Solves A^T x = b (the same solve: A is symmetric).
   void solveTranspose(Vec b, Vec x) const;
   /// Iterations of the last solve.
   PetscInt lastIterations() const { return last_its_; }
