@@ -7,9 +7,7 @@
 
 namespace physgrad {
 
-const char* toString(Boundary b) {
-  return b == Boundary::Periodic ? "periodic" : "dirichlet";
-}
+const char* toString(Boundary b) { return b == Boundary::Periodic ? "periodic" : "dirichlet"; }
 
 Boundary parseBoundary(const std::string& text, const std::string& option) {
   if (text == "periodic") return Boundary::Periodic;
@@ -43,6 +41,7 @@ void GridSpec::validate() const {
     }
   }
   if (stencil_width < 1) throw InputError("stencil width must be at least 1");
+  if (dof < 1) throw InputError("components per point (dof) must be at least 1");
 }
 
 Grid::Grid(MPI_Comm comm, const GridSpec& spec) : spec_(spec) {
@@ -53,15 +52,15 @@ Grid::Grid(MPI_Comm comm, const GridSpec& spec) : spec_(spec) {
   const PetscInt sw = spec_.stencil_width;
   switch (spec_.dim) {
     case 1:
-      PG_CALL(DMDACreate1d(comm, bt, spec_.n[0], 1, sw, nullptr, dm_.out()));
+      PG_CALL(DMDACreate1d(comm, bt, spec_.n[0], spec_.dof, sw, nullptr, dm_.out()));
       break;
     case 2:
-      PG_CALL(DMDACreate2d(comm, bt, bt, DMDA_STENCIL_STAR, spec_.n[0], spec_.n[1],
-                           PETSC_DECIDE, PETSC_DECIDE, 1, sw, nullptr, nullptr, dm_.out()));
+      PG_CALL(DMDACreate2d(comm, bt, bt, DMDA_STENCIL_STAR, spec_.n[0], spec_.n[1], PETSC_DECIDE,
+                           PETSC_DECIDE, spec_.dof, sw, nullptr, nullptr, dm_.out()));
       break;
     default:
-      PG_CALL(DMDACreate3d(comm, bt, bt, bt, DMDA_STENCIL_STAR, spec_.n[0], spec_.n[1],
-                           spec_.n[2], PETSC_DECIDE, PETSC_DECIDE, PETSC_DECIDE, 1, sw, nullptr,
+      PG_CALL(DMDACreate3d(comm, bt, bt, bt, DMDA_STENCIL_STAR, spec_.n[0], spec_.n[1], spec_.n[2],
+                           PETSC_DECIDE, PETSC_DECIDE, PETSC_DECIDE, spec_.dof, sw, nullptr,
                            nullptr, nullptr, dm_.out()));
       break;
   }
@@ -115,13 +114,16 @@ void Grid::globalToLocal(Vec global, Vec local) const {
 }
 
 std::vector<double> Grid::gatherNatural(Vec global) const {
-  std::vector<double> mine(static_cast<size_t>(owned_.count()));
+  const PetscInt dof = spec_.dof;
+  std::vector<double> mine(static_cast<size_t>(owned_.count() * dof));
   std::vector<PetscInt> index(mine.size());
   const PetscScalar* a = nullptr;
   PG_CALL(VecGetArrayRead(global, &a));
   forEachOwned(*this, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt o) {
-    mine[o] = a[o];
-    index[o] = naturalIndex(i, j, k);
+    for (PetscInt c = 0; c < dof; ++c) {
+      mine[o * dof + c] = a[o * dof + c];
+      index[o * dof + c] = naturalIndex(i, j, k) * dof + c;
+    }
   });
   PG_CALL(VecRestoreArrayRead(global, &a));
 
@@ -139,20 +141,21 @@ std::vector<double> Grid::gatherNatural(Vec global) const {
                  MPI_DOUBLE, c);
   MPI_Allgatherv(index.data(), count, MPIU_INT, indices.data(), counts.data(), displs.data(),
                  MPIU_INT, c);
-  std::vector<double> natural(static_cast<size_t>(this->size()));
+  std::vector<double> natural(static_cast<size_t>(this->size() * dof));
   for (int t = 0; t < total; ++t) natural[indices[t]] = values[t];
   return natural;
 }
 
 void Grid::scatterNatural(const std::vector<double>& natural, Vec global) const {
-  if (static_cast<PetscInt>(natural.size()) != size()) {
+  const PetscInt dof = spec_.dof;
+  if (static_cast<PetscInt>(natural.size()) != size() * dof) {
     throw InputError("scatterNatural: field has " + std::to_string(natural.size()) +
                      " values, the grid " + std::to_string(size()));
   }
   PetscScalar* a = nullptr;
   PG_CALL(VecGetArray(global, &a));
   forEachOwned(*this, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt o) {
-    a[o] = natural[naturalIndex(i, j, k)];
+    for (PetscInt c = 0; c < dof; ++c) a[o * dof + c] = natural[naturalIndex(i, j, k) * dof + c];
   });
   PG_CALL(VecRestoreArray(global, &a));
 }

@@ -81,7 +81,7 @@ XError InverseProblem::xError(Vec x) const {
   XError e;
   e.relative_l2 = t2 > 0.0 ? d2 / t2 : d2;
   e.sum_abs = d1;
-  e.mean_abs = d1 / static_cast<double>(grid().size());
+  e.mean_abs = d1 / static_cast<double>(grid().size() * grid().dof());
   return e;
 }
 

@@ -9,28 +9,33 @@
 namespace physgrad {
 namespace {
 
-// y = center x + c_d (x[+e_d] + x[-e_d]) summed over the D used axes, on owned points.
+// y = center x + c_d (x[+e_d] + x[-e_d]) summed over the D used axes, on owned points,
+// component by component.  Components are interleaved, so along x the neighbour of an
+// entry is dof entries away and a row of xm points is one contiguous run of xm * dof.
 template <int D>
 void stencilKernel(const Grid& grid, const PetscScalar* xl, PetscScalar* y, double center,
                    const double c[3]) {
   const IndexBox& o = grid.owned();
   const IndexBox& g = grid.ghosted();
-  const PetscInt sy = g.size[0];
-  const PetscInt sz = g.size[0] * g.size[1];
+  const PetscInt dof = grid.dof();
+  const PetscInt sx = dof;
+  const PetscInt sy = g.size[0] * dof;
+  const PetscInt sz = g.size[0] * g.size[1] * dof;
+  const PetscInt run = o.size[0] * dof;
   PetscInt out = 0;
   for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {
     for (PetscInt j = o.start[1]; j < o.start[1] + o.size[1]; ++j) {
-      const PetscScalar* p =
-          xl + ((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] +
-          (o.start[0] - g.start[0]);
+      const PetscScalar* p = xl + (((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] +
+                                   (o.start[0] - g.start[0])) *
+                                      dof;
       PetscScalar* q = y + out;
-      for (PetscInt i = 0; i < o.size[0]; ++i) {
-        double v = center * p[i] + c[0] * (p[i - 1] + p[i + 1]);
+      for (PetscInt i = 0; i < run; ++i) {
+        double v = center * p[i] + c[0] * (p[i - sx] + p[i + sx]);
         if constexpr (D > 1) v += c[1] * (p[i - sy] + p[i + sy]);
         if constexpr (D > 2) v += c[2] * (p[i - sz] + p[i + sz]);
         q[i] = v;
       }
-      out += o.size[0];
+      out += run;
     }
   }
 }
@@ -45,8 +50,8 @@ PetscErrorCode shellMult(Mat A, Vec x, Vec y) {
 
 }  // namespace
 
-ShiftedLaplacian::ShiftedLaplacian(const Grid& grid, double alpha, double beta,
-                                   std::string prefix, LinearSolveOptions solve)
+ShiftedLaplacian::ShiftedLaplacian(const Grid& grid, double alpha, double beta, std::string prefix,
+                                   LinearSolveOptions solve)
     : grid_(&grid),
       alpha_(alpha),
       beta_(beta),
@@ -85,7 +90,7 @@ void ShiftedLaplacian::apply(Vec x, Vec y) const {
   }
   PG_CALL(VecRestoreArray(y, &ya));
   PG_CALL(VecRestoreArrayRead(local_, &xl));
-  PG_CALL(PetscLogFlops(static_cast<PetscLogDouble>(grid_->owned().count()) *
+  PG_CALL(PetscLogFlops(static_cast<PetscLogDouble>(grid_->owned().count() * grid_->dof()) *
                         (2.0 + 3.0 * grid_->dim())));
 }
 
@@ -99,26 +104,29 @@ void ShiftedLaplacian::assemble(Mat A) const {
   }
   const bool dirichlet = grid_->boundary() == Boundary::ZeroDirichlet;
   forEachOwned(*grid_, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt) {
-    MatStencil row{};
-    row.i = i;
-    row.j = j;
-    row.k = k;
-    MatStencil cols[7];
-    PetscScalar vals[7];
-    int nc = 0;
-    cols[nc] = row;
-    vals[nc++] = center;
-    for (int a = 0; a < grid_->dim(); ++a) {
-      for (int s = -1; s <= 1; s += 2) {
-        MatStencil col = row;
-        PetscInt* idx = a == 0 ? &col.i : (a == 1 ? &col.j : &col.k);
-        *idx += s;
-        if (dirichlet && (*idx < 0 || *idx >= grid_->n(a))) continue;  // zero outside
-        cols[nc] = col;
-        vals[nc++] = c[a];
+    for (PetscInt comp = 0; comp < grid_->dof(); ++comp) {
+      MatStencil row{};
+      row.i = i;
+      row.j = j;
+      row.k = k;
+      row.c = comp;
+      MatStencil cols[7];
+      PetscScalar vals[7];
+      int nc = 0;
+      cols[nc] = row;
+      vals[nc++] = center;
+      for (int a = 0; a < grid_->dim(); ++a) {
+        for (int s = -1; s <= 1; s += 2) {
+          MatStencil col = row;
+          PetscInt* idx = a == 0 ? &col.i : (a == 1 ? &col.j : &col.k);
+          *idx += s;
+          if (dirichlet && (*idx < 0 || *idx >= grid_->n(a))) continue;  // zero outside
+          cols[nc] = col;
+          vals[nc++] = c[a];
+        }
       }
+      PG_CALL(MatSetValuesStencil(A, 1, &row, nc, cols, vals, ADD_VALUES));
     }
-    PG_CALL(MatSetValuesStencil(A, 1, &row, nc, cols, vals, ADD_VALUES));
   });
   PG_CALL(MatAssemblyBegin(A, MAT_FINAL_ASSEMBLY));
   PG_CALL(MatAssemblyEnd(A, MAT_FINAL_ASSEMBLY));
@@ -126,8 +134,9 @@ void ShiftedLaplacian::assemble(Mat A) const {
 
 void ShiftedLaplacian::setUpSolver() const {
   if (ksp_) return;
-  const PetscInt nlocal = grid_->owned().count();
-  PG_CALL(MatCreateShell(grid_->comm(), nlocal, nlocal, grid_->size(), grid_->size(),
+  const PetscInt nlocal = grid_->owned().count() * grid_->dof();
+  const PetscInt nglobal = grid_->size() * grid_->dof();
+  PG_CALL(MatCreateShell(grid_->comm(), nlocal, nlocal, nglobal, nglobal,
                          const_cast<ShiftedLaplacian*>(this), shell_.out()));
   PG_CALL(MatShellSetOperation(shell_, MATOP_MULT, reinterpret_cast<void (*)(void)>(shellMult)));
   PG_CALL(MatShellSetOperation(shell_, MATOP_MULT_TRANSPOSE,
@@ -185,9 +194,9 @@ void ShiftedLaplacian::checkConverged(const char* what) const {
   }
   if (reason < 0) {
     std::ostringstream os;
-    os << what << " with (" << alpha_ << ") I + (" << beta_ << ") Laplacian did not converge: "
-       << KSPConvergedReasons[reason] << " after " << last_its_ << " iterations (options prefix -"
-       << prefix_ << ")";
+    os << what << " with (" << alpha_ << ") I + (" << beta_
+       << ") Laplacian did not converge: " << KSPConvergedReasons[reason] << " after " << last_its_
+       << " iterations (options prefix -" << prefix_ << ")";
     throw PetscException(PETSC_ERR_NOT_CONVERGED, os.str());
   }
 }

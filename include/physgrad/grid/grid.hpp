@@ -22,11 +22,12 @@ const char* toString(Boundary b);
 Boundary parseBoundary(const std::string& text, const std::string& option);
 
 struct GridSpec {
-  int dim = 2;                                  ///< 1, 2 or 3
-  std::array<PetscInt, 3> n = {64, 64, 1};      ///< nodes per axis (axes >= dim are ignored)
+  int dim = 2;                                     ///< 1, 2 or 3
+  std::array<PetscInt, 3> n = {64, 64, 1};         ///< nodes per axis (axes >= dim are ignored)
   std::array<double, 3> length = {1.0, 1.0, 1.0};  ///< physical extent per axis
   Boundary boundary = Boundary::Periodic;
-  PetscInt stencil_width = 1;                   ///< ghost layers exchanged
+  PetscInt stencil_width = 1;  ///< ghost layers exchanged
+  PetscInt dof = 1;            ///< components per grid point (e.g. dim for a velocity field)
 
   /// Throws InputError with a message naming the offending field.
   void validate() const;
@@ -47,8 +48,10 @@ class Grid {
   DM dm() const { return dm_; }
   const GridSpec& spec() const { return spec_; }
   int dim() const { return spec_.dim; }
+  /// Components per point; Vec arrays interleave them (point-major, component fastest).
+  PetscInt dof() const { return spec_.dof; }
   PetscInt n(int axis) const { return axis < spec_.dim ? spec_.n[axis] : 1; }
-  /// Total number of grid points.
+  /// Total number of grid points (a global Vec has size() * dof() entries).
   PetscInt size() const { return n(0) * n(1) * n(2); }
   double h(int axis) const { return h_[axis]; }
   Boundary boundary() const { return spec_.boundary; }
@@ -65,7 +68,8 @@ class Grid {
   const IndexBox& owned() const { return owned_; }
   const IndexBox& ghosted() const { return ghosted_; }
 
-  /// The whole field in natural (i fastest, then j, then k) ordering, on every rank.
+  /// The whole field in natural ordering (component fastest, then i, then j, then k), on
+  /// every rank.
   std::vector<double> gatherNatural(Vec global) const;
   /// Sets the owned entries of `global` from a whole field in natural ordering.
   void scatterNatural(const std::vector<double>& natural, Vec global) const;
@@ -82,8 +86,8 @@ class Grid {
   IndexBox owned_, ghosted_;
 };
 
-/// Calls f(i, j, k, owned_offset) for every owned point; owned_offset indexes the
-/// array of a global Vec obtained with VecGetArray.
+/// Calls f(i, j, k, owned_offset) for every owned point; owned_offset * dof + c indexes
+/// component c in the array of a global Vec obtained with VecGetArray.
 template <typename F>
 void forEachOwned(const Grid& grid, F&& f) {
   const IndexBox& b = grid.owned();
