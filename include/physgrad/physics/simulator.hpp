@@ -2,8 +2,11 @@
 // A simulator P = S_K o ... o S_1 of K steps on one Grid.  It is itself a Step, so the
 // machinery that works on one step (Jacobian shells, inverses, checks) works on it.
 //
-// The forward pass records the trajectory x_0 = x, x_k = S_k(x_{k-1}); jvp, vjp and
-// inverse reuse it when they are asked about the same x, and recompute it otherwise.
+// The forward pass records what the reverse sweeps (vjp, inverse) need: every state
+// (store-all), or checkpoints placed by the binomial schedule with at most c stored
+// states.  jvp, vjp and inverse reuse the recording when asked about the same x and
+// recompute it otherwise.  Simulators of linear steps record nothing: their maps do not
+// depend on the point.
 
 #include <memory>
 #include <vector>
@@ -15,11 +18,24 @@ namespace physgrad {
 /// How often each map of the steps has been applied (counts of single steps).
 struct StepCounts {
   long forward = 0, jvp = 0, vjp = 0, inverse = 0;
+  long recomputed = 0;  ///< forward steps re-run by reverse sweeps (included in `forward`)
+};
+
+/// Memory policy of the reverse sweeps.
+struct CheckpointOptions {
+  /// 0: store every state (K states).  c >= 1: at most c stored states (x_0 included),
+  /// binomial schedule; the sweep also holds the state being advanced and the input of
+  /// the last step, which the forward pass leaves behind anyway.
+  PetscInt checkpoints = 0;
+
+  /// Reads -checkpoints (listed in -help); throws InputError for negative values.
+  static CheckpointOptions fromCommandLine(MPI_Comm comm);
 };
 
 class Simulator final : public Step {
  public:
-  Simulator(const Grid& grid, std::vector<std::shared_ptr<Step>> steps);
+  Simulator(const Grid& grid, std::vector<std::shared_ptr<Step>> steps,
+            CheckpointOptions checkpointing = {});
 
   std::string name() const override;
   bool isLinear() const override;
@@ -27,24 +43,53 @@ class Simulator final : public Step {
   Step& step(size_t k) { return *steps_[k]; }
 
   void forward(Vec x, Vec y) override;
+  /// Tangent sweep alongside the forward states.
   void jvp(Vec x, Vec dx, Vec dy) override;
-  /// Reverse sweep through the recorded trajectory (all states stored).
+  /// Reverse sweep: wx = J_1^T ... J_K^T w.
   void vjp(Vec x, Vec w, Vec wx) override;
-  /// Inverse time stepping: x_{k-1} = S_k^{-1}(x_k) around the recorded state x_{k-1},
+  /// Inverse time stepping: x_{k-1} = S_k^{-1}(x_k) around the forward state x_{k-1},
   /// for k = K ... 1, starting from x_K = y.
   void inverse(Vec x0, Vec y, Vec x) override;
 
   const StepCounts& counts() const { return counts_; }
+  /// Forward steps the last reverse sweep recomputed.
+  long lastRecomputed() const { return last_recomputed_; }
+  /// Most checkpoint slots holding a state at once during the last reverse sweep.
+  PetscInt lastPeakStored() const { return last_peak_stored_; }
+  /// Slots available: K for store-all, c otherwise.
+  PetscInt checkpointSlots() const { return static_cast<PetscInt>(slots_.size()); }
 
  private:
-  /// Makes states_ the trajectory of x (recomputing unless it already is).
-  void ensureTrajectory(Vec x);
+  using Visit = void (Simulator::*)(size_t k, Vec state, Vec in, Vec out);
+
+  bool binomial() const { return binomial_; }
+  /// Makes the recording that of x (recomputing unless it already is).
+  void ensureRecorded(Vec x);
+  /// Calls visit(k, x_k, ...) for k = K-1 ... 0, threading `first_in` through the
+  /// visits into `last_out` (ping-pong through work vectors).
+  void reverseSweep(Visit visit, Vec first_in, Vec last_out);
+  void reverseSegment(size_t a, size_t b, size_t slot_a, size_t free_slots, bool fresh,
+                      Visit visit);
+  /// Advances the state in `from` (step index a) by n steps into `to`.
+  void advance(size_t a, size_t n, Vec from, Vec to);
+  void visitVjp(size_t k, Vec state, Vec in, Vec out);
+  void visitInverse(size_t k, Vec state, Vec in, Vec out);
+  void callVisit(Visit visit, size_t k, Vec state);
 
   std::vector<std::shared_ptr<Step>> steps_;
-  std::vector<OwnedVec> states_;  // states_[k] = input of step k
-  OwnedVec recorded_at_;          // the x the trajectory belongs to
+  bool binomial_ = false;
+  std::vector<OwnedVec> slots_;        // store-all: slot k = x_k; binomial: checkpoints
+  std::vector<size_t> first_descent_;  // binomial: step indices stored by forward()
+  OwnedVec last_input_;                // x_{K-1}, left by the forward pass
+  OwnedVec recorded_at_;               // the x the recording belongs to
   bool recorded_ = false;
-  OwnedVec work_a_, work_b_;
+  OwnedVec adv_a_, adv_b_, rev_a_, rev_b_;  // advancing / reverse ping-pong
+  // State of a running reverse sweep.
+  Vec sweep_in_ = nullptr, sweep_out_ = nullptr;
+  size_t sweep_visits_ = 0;
+  PetscInt stored_now_ = 0;
+  long last_recomputed_ = 0;
+  PetscInt last_peak_stored_ = 0;
   StepCounts counts_;
 };
 
