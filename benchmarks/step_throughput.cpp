@@ -1,0 +1,190 @@
+// Throughput of every time step against the memory-bandwidth limit measured in the same
+// run, and the cost of a simulator gradient relative to its forward pass.
+//
+// For each step type and grid: grid-point updates per second of forward(), and an
+// effective bandwidth counting the minimal traffic of the step (bytes_per_point: e.g.
+// one read of x and one write of y = 16 B for a matrix-free explicit stencil), beside a
+// STREAM-style triad a = b + s c run by every rank at once on arrays of the same local
+// size.  Times are the best of -reps repetitions (as STREAM does), maximised over ranks.
+
+#include <petscsys.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "physgrad/core/environment.hpp"
+#include "physgrad/core/error.hpp"
+#include "physgrad/core/main.hpp"
+#include "physgrad/io/output.hpp"
+#include "physgrad/physics/diffusion.hpp"
+#include "physgrad/physics/simulator.hpp"
+#include "step_registry.hpp"
+
+namespace pg = physgrad;
+namespace benchmarks = physgrad::benchmarks;
+
+static const char kHelp[] =
+    "step_throughput: grid-point updates/s and effective GB/s of every time step beside a\n"
+    "STREAM-style triad measured in the same run, and the gradient/forward cost ratio of\n"
+    "simulators with store-all and with sqrt(K) checkpoints.\n\n";
+
+namespace {
+
+struct BenchOptions {
+  PetscInt n2 = 4096, n3 = 256, reps = 10, gradient_steps = 64;
+  std::vector<std::string> steps;
+  std::string output = "step_throughput.csv";
+};
+
+PetscErrorCode readOptions(BenchOptions* o) {
+  PetscFunctionBeginUser;
+  char* raw[32] = {};
+  PetscInt count = 32;
+  PetscBool set = PETSC_FALSE;
+  char out[PETSC_MAX_PATH_LEN];
+  PetscCall(PetscStrncpy(out, o->output.c_str(), sizeof out));
+  const std::string help = "Step types to measure (default: all of " +
+                           benchmarks::joinedNames() + ")";
+  PetscOptionsBegin(PETSC_COMM_WORLD, nullptr, "Step throughput benchmark", nullptr);
+  PetscCall(PetscOptionsInt("-n2", "Points per axis of the 2D grid (0: skip 2D)", nullptr, o->n2,
+                            &o->n2, nullptr));
+  PetscCall(PetscOptionsInt("-n3", "Points per axis of the 3D grid (0: skip 3D)", nullptr, o->n3,
+                            &o->n3, nullptr));
+  PetscCall(PetscOptionsInt("-reps", "Timed repetitions (best is reported)", nullptr, o->reps,
+                            &o->reps, nullptr));
+  PetscCall(PetscOptionsInt("-gradient_steps", "K of the gradient-cost simulators (0: skip)",
+                            nullptr, o->gradient_steps, &o->gradient_steps, nullptr));
+  PetscCall(PetscOptionsStringArray("-steps", help.c_str(), nullptr, raw, &count, &set));
+  PetscCall(PetscOptionsString("-output", "CSV file for the results", nullptr, out, out,
+                               sizeof out, nullptr));
+  PetscOptionsEnd();
+  if (set) {
+    for (PetscInt i = 0; i < count; ++i) {
+      o->steps.emplace_back(raw[i]);
+      PetscCall(PetscFree(raw[i]));
+    }
+  }
+  o->output = out;
+  PetscFunctionReturn(0);
+}
+
+// Best wall time of `reps` calls of f, each bracketed by barriers, maximised over ranks.
+double bestTime(PetscInt reps, const std::function<void()>& f) {
+  f();  // warm-up: first-touch, solver set-up, plan creation
+  double best = 1e300;
+  for (PetscInt r = 0; r < reps; ++r) {
+    MPI_Barrier(PETSC_COMM_WORLD);
+    const double t0 = pg::wallTime();
+    f();
+    double t = pg::wallTime() - t0;
+    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD);
+    best = std::min(best, t);
+  }
+  return best;
+}
+
+// STREAM triad on every rank at once; returns aggregate GB/s counting 24 B per element.
+double triadBandwidth(PetscInt local_size, PetscInt reps) {
+  const size_t n = static_cast<size_t>(std::max<PetscInt>(local_size, 1 << 22));
+  std::vector<double> a(n, 0.0), b(n, 1.0), c(n, 2.0);
+  const double s = 3.0;
+  const double t = bestTime(reps, [&] {
+    double* __restrict pa = a.data();
+    const double* __restrict pb = b.data();
+    const double* __restrict pc = c.data();
+    for (size_t i = 0; i < n; ++i) pa[i] = pb[i] + s * pc[i];
+  });
+  // Keep the result alive so the loop cannot be dropped.
+  volatile double sink = a[n / 2];
+  (void)sink;
+  return 24.0 * static_cast<double>(n) * pg::Environment::size() / t / 1e9;
+}
+
+int run() {
+  BenchOptions o;
+  PG_CALL(readOptions(&o));
+  if (pg::helpRequested()) return 0;
+  if (o.reps < 1) throw pg::InputError("option -reps must be >= 1");
+  if (o.n2 < 0 || o.n3 < 0) throw pg::InputError("options -n2 and -n3 must be >= 0");
+  if (o.steps.empty()) o.steps = benchmarks::stepNames();
+  for (const auto& s : o.steps) benchmarks::findStep(s);  // refuse unknown names early
+
+  const int ranks = pg::Environment::size();
+  pg::rootPrintf("step_throughput on %d rank(s)\n\n", ranks);
+  pg::CsvWriter csv(o.output, {"ranks", "dim", "n", "step", "seconds_per_step", "mupdates_per_s",
+                               "bytes_per_point", "effective_GBs", "triad_GBs", "percent_of_triad"});
+  pg::rootPrintf("| ranks | grid | step | ms/step | Mupdates/s | B/point | eff. GB/s | triad GB/s "
+                 "| %% triad |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+  for (int dim : {2, 3}) {
+    const PetscInt n = dim == 2 ? o.n2 : o.n3;
+    if (n == 0) continue;
+    for (const auto& name : o.steps) {
+      const benchmarks::StepEntry& entry = benchmarks::findStep(name);
+      if (!entry.supports(dim)) continue;
+      pg::GridSpec spec = entry.gridSpec(dim, n);
+      pg::Grid grid(PETSC_COMM_WORLD, spec);
+      std::shared_ptr<pg::Step> step = entry.make(grid);
+      pg::OwnedVec x = benchmarks::smoothField(grid), y = grid.createGlobal();
+      const double t = bestTime(o.reps, [&] { step->forward(x, y); });
+      const double points = static_cast<double>(grid.size());
+      const double triad = triadBandwidth(grid.owned().count() * grid.dof(), o.reps);
+      const double gbs = entry.bytes_per_point * points / t / 1e9;
+      pg::rootPrintf("| %d | %d^%d | %s | %.3f | %.1f | %.0f | %.2f | %.2f | %.0f |\n", ranks,
+                     static_cast<int>(n), dim, name.c_str(), 1e3 * t, points / t / 1e6,
+                     entry.bytes_per_point, gbs, triad, 100.0 * gbs / triad);
+      csv.row(std::vector<std::string>{std::to_string(ranks), std::to_string(dim),
+                                       std::to_string(n), name, pg::CsvWriter::format(t),
+                                       pg::CsvWriter::format(points / t / 1e6),
+                                       pg::CsvWriter::format(entry.bytes_per_point),
+                                       pg::CsvWriter::format(gbs), pg::CsvWriter::format(triad),
+                                       pg::CsvWriter::format(100.0 * gbs / triad)});
+    }
+  }
+
+  if (o.gradient_steps > 0 && o.n2 > 0) {
+    const PetscInt K = o.gradient_steps;
+    const PetscInt sqrt_k = std::max<PetscInt>(1, static_cast<PetscInt>(std::lround(std::sqrt(K))));
+    pg::rootPrintf("\nGradient (forward + reverse sweep) / forward, K = %d steps on %d^2, "
+                   "store-all vs %d checkpoints:\n\n| step | forward ms | ratio store-all | "
+                   "ratio sqrt(K) checkpoints | recomputed steps |\n|---|---:|---:|---:|---:|\n",
+                   static_cast<int>(K), static_cast<int>(o.n2), static_cast<int>(sqrt_k));
+    for (const auto& name : o.steps) {
+      const benchmarks::StepEntry& entry = benchmarks::findStep(name);
+      if (!entry.supports(2)) continue;
+      pg::Grid grid(PETSC_COMM_WORLD, entry.gridSpec(2, o.n2));
+      std::shared_ptr<pg::Step> step = entry.make(grid);
+      pg::OwnedVec x = benchmarks::smoothField(grid), y = grid.createGlobal(),
+                   w = benchmarks::smoothField(grid), g = grid.createGlobal();
+      double ratio[2] = {0, 0};
+      double forward_time = 0;
+      long recomputed = 0;
+      for (int variant = 0; variant < 2; ++variant) {
+        pg::CheckpointOptions cp;
+        cp.checkpoints = variant == 0 ? 0 : sqrt_k;
+        pg::Simulator sim(grid, std::vector<std::shared_ptr<pg::Step>>(K, step), cp);
+        const PetscInt reps = std::max<PetscInt>(1, o.reps / 4);
+        const double tf = bestTime(reps, [&] { sim.forward(x, y); });
+        const double tg = bestTime(reps, [&] {
+          sim.forward(x, y);
+          sim.vjp(x, w, g);
+        });
+        ratio[variant] = tg / tf;
+        if (variant == 0) forward_time = tf;
+        recomputed = sim.lastRecomputed();
+      }
+      pg::rootPrintf("| %s | %.1f | %.2f | %.2f | %ld |\n", name.c_str(), 1e3 * forward_time,
+                     ratio[0], ratio[1], recomputed);
+    }
+  }
+  pg::rootPrintf("\nresults in %s\n", o.output.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return pg::runMain(argc, argv, kHelp, run); }
