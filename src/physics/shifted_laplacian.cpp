@@ -2,7 +2,10 @@
 
 #include <petscdmda.h>
 
+#include <algorithm>
+#include <limits>
 #include <sstream>
+#include <stdexcept>
 
 #include "physgrad/core/error.hpp"
 
@@ -10,31 +13,75 @@ namespace physgrad {
 namespace {
 
 // y = center x + c_d (x[+e_d] + x[-e_d]) summed over the D used axes, on owned points,
-// component by component.  Components are interleaved, so along x the neighbour of an
-// entry is dof entries away and a row of xm points is one contiguous run of xm * dof.
+// component by component.  Owned values are read straight from the global array `xg`;
+// only neighbours outside the owned box come from the ghosted local array `xl` (whose
+// ghost entries alone are filled).  That keeps the traffic at one read of x and one
+// write of y per point.  Components are interleaved: along x the neighbour of an entry is
+// dof entries away, and a row of xm points is one contiguous run of xm * dof entries.
+// The interior of one row, e in [begin, end): no ghost values needed.  Restrict-qualified
+// so that the compiler vectorises it.
 template <int D>
-void stencilKernel(const Grid& grid, const PetscScalar* xl, PetscScalar* y, double center,
-                   const double c[3]) {
+void rowBody(const PetscScalar* __restrict p, const PetscScalar* __restrict ym,
+             const PetscScalar* __restrict yp, const PetscScalar* __restrict zm,
+             const PetscScalar* __restrict zp, PetscScalar* __restrict q, PetscInt sx,
+             PetscInt end, PetscInt begin, double center, const double c[3]) {
+  const double cx = c[0], cy = c[1], cz = c[2];
+  for (PetscInt e = begin; e < end; ++e) {
+    double v = center * p[e] + cx * (p[e - sx] + p[e + sx]);
+    if constexpr (D > 1) v += cy * (ym[e] + yp[e]);
+    if constexpr (D > 2) v += cz * (zm[e] + zp[e]);
+    q[e] = v;
+  }
+}
+
+template <int D>
+void stencilKernel(const Grid& grid, const PetscScalar* xg, const PetscScalar* xl, PetscScalar* y,
+                   double center, const double c[3]) {
   const IndexBox& o = grid.owned();
   const IndexBox& g = grid.ghosted();
   const PetscInt dof = grid.dof();
-  const PetscInt sx = dof;
-  const PetscInt sy = g.size[0] * dof;
-  const PetscInt sz = g.size[0] * g.size[1] * dof;
   const PetscInt run = o.size[0] * dof;
+  // Pointer to entry (o.start[0], j, k) of the owned row j, k if that row is owned, else
+  // of the ghosted local array; both are then indexed by i * dof + c.
+  auto row = [&](PetscInt j, PetscInt k) -> const PetscScalar* {
+    const bool owned_row = j >= o.start[1] && j < o.start[1] + o.size[1] && k >= o.start[2] &&
+                           k < o.start[2] + o.size[2];
+    if (owned_row) return xg + ((k - o.start[2]) * o.size[1] + (j - o.start[1])) * run;
+    return xl + (((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] +
+                 (o.start[0] - g.start[0])) *
+                    dof;
+  };
+  auto local_row = [&](PetscInt j, PetscInt k) {
+    return xl + (((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] +
+                 (o.start[0] - g.start[0])) *
+                    dof;
+  };
   PetscInt out = 0;
   for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {
     for (PetscInt j = o.start[1]; j < o.start[1] + o.size[1]; ++j) {
-      const PetscScalar* p = xl + (((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] +
-                                   (o.start[0] - g.start[0])) *
-                                      dof;
+      const PetscScalar* p = row(j, k);
+      const PetscScalar* ghost_row = local_row(j, k);
+      const PetscScalar* ym = D > 1 ? row(j - 1, k) : nullptr;
+      const PetscScalar* yp = D > 1 ? row(j + 1, k) : nullptr;
+      const PetscScalar* zm = D > 2 ? row(j, k - 1) : nullptr;
+      const PetscScalar* zp = D > 2 ? row(j, k + 1) : nullptr;
       PetscScalar* q = y + out;
-      for (PetscInt i = 0; i < run; ++i) {
-        double v = center * p[i] + c[0] * (p[i - sx] + p[i + sx]);
-        if constexpr (D > 1) v += c[1] * (p[i - sy] + p[i + sy]);
-        if constexpr (D > 2) v += c[2] * (p[i - sz] + p[i + sz]);
-        q[i] = v;
-      }
+      auto value = [&](PetscInt e, double left, double right) {
+        double v = center * p[e] + c[0] * (left + right);
+        if constexpr (D > 1) v += c[1] * (ym[e] + yp[e]);
+        if constexpr (D > 2) v += c[2] * (zm[e] + zp[e]);
+        return v;
+      };
+      // The first and last point of the row take their x-neighbour from the ghost row.
+      auto edge = [&](PetscInt e) {
+        const double left = e - dof >= 0 ? p[e - dof] : ghost_row[e - dof];
+        const double right = e + dof < run ? p[e + dof] : ghost_row[e + dof];
+        q[e] = value(e, left, right);
+      };
+      const PetscInt body_end = std::max(run - dof, dof);
+      for (PetscInt e = 0; e < std::min(dof, run); ++e) edge(e);
+      rowBody<D>(p, ym, yp, zm, zp, q, dof, run - dof, dof, center, c);
+      for (PetscInt e = body_end; e < run; ++e) edge(e);
       out += run;
     }
   }
@@ -66,29 +113,32 @@ double ShiftedLaplacian::laplacianBound(const Grid& grid) {
 }
 
 void ShiftedLaplacian::apply(Vec x, Vec y) const {
-  grid_->globalToLocal(x, local_);
+  grid_->updateGhosts(x, local_);
   double c[3] = {0.0, 0.0, 0.0};
   double center = alpha_;
   for (int a = 0; a < grid_->dim(); ++a) {
     c[a] = beta_ / (grid_->h(a) * grid_->h(a));
     center -= 2.0 * c[a];
   }
-  const PetscScalar* xl = nullptr;
+  if (x == y) throw std::logic_error("ShiftedLaplacian::apply: x and y must differ");
+  const PetscScalar *xl = nullptr, *xg = nullptr;
   PetscScalar* ya = nullptr;
   PG_CALL(VecGetArrayRead(local_, &xl));
+  PG_CALL(VecGetArrayRead(x, &xg));
   PG_CALL(VecGetArray(y, &ya));
   switch (grid_->dim()) {
     case 1:
-      stencilKernel<1>(*grid_, xl, ya, center, c);
+      stencilKernel<1>(*grid_, xg, xl, ya, center, c);
       break;
     case 2:
-      stencilKernel<2>(*grid_, xl, ya, center, c);
+      stencilKernel<2>(*grid_, xg, xl, ya, center, c);
       break;
     default:
-      stencilKernel<3>(*grid_, xl, ya, center, c);
+      stencilKernel<3>(*grid_, xg, xl, ya, center, c);
       break;
   }
   PG_CALL(VecRestoreArray(y, &ya));
+  PG_CALL(VecRestoreArrayRead(x, &xg));
   PG_CALL(VecRestoreArrayRead(local_, &xl));
   PG_CALL(PetscLogFlops(static_cast<PetscLogDouble>(grid_->owned().count() * grid_->dof()) *
                         (2.0 + 3.0 * grid_->dim())));
@@ -151,7 +201,13 @@ void ShiftedLaplacian::setUpSolver() const {
   PG_CALL(KSPGetPC(ksp_, &pc));
   // Spectrum of A lies in [alpha - max(beta,0) L, alpha + max(-beta,0) L], L = laplacianBound.
   const double lam = laplacianBound(*grid_);
-  if (beta_ < 0.0 && alpha_ > 0.0) {
+  // alpha = 0, beta < 0 on a zero-Dirichlet grid is |beta| (-Delta_h), the Poisson operator:
+  // SPD (the Dirichlet Laplacian has no kernel), but with a condition number that grows like
+  // h^-2 and no identity part to bound it, so it takes the SPD branch with an infinite bound.
+  // On a periodic grid the same operator is singular and keeps the branches below.
+  const bool dirichlet_poisson =
+      alpha_ == 0.0 && beta_ < 0.0 && grid_->boundary() == Boundary::ZeroDirichlet;
+  if (beta_ < 0.0 && (alpha_ > 0.0 || dirichlet_poisson)) {
     // alpha I - |beta| Delta: SPD, the implicit-diffusion case, with condition number at
     // most 1 + |beta| L / alpha.  CG; the apply stays matrix-free.  Algebraic multigrid
     // on the assembled stencil pays off only for stiff steps: measured on 256^2, 2 ranks,
@@ -160,7 +216,8 @@ void ShiftedLaplacian::setUpSolver() const {
     // (kappa dt/h^2 ~ 50 in 2D), Jacobi below.  -diffusion_pc_type overrides either.
     // (beta = 0, i.e. kappa = 0, goes to the branch below: GAMG's setup breaks down on a
     // diagonal matrix in parallel, and CG needs one iteration there anyway.)
-    const double condition_bound = 1.0 - beta_ * lam / alpha_;
+    const double condition_bound =
+        alpha_ > 0.0 ? 1.0 - beta_ * lam / alpha_ : std::numeric_limits<double>::infinity();
     PG_CALL(DMCreateMatrix(grid_->dm(), pmat_.out()));
     assemble(pmat_);
     PG_CALL(KSPSetOperators(ksp_, shell_, pmat_));

@@ -64,6 +64,10 @@ class Grid {
   OwnedVec createLocal() const;   ///< zero-initialised, including boundary ghosts
   /// Fills the ghost layers of `local` from `global` (boundary ghosts stay zero if Dirichlet).
   void globalToLocal(Vec global, Vec local) const;
+  /// Fills only the ghost entries of `local` (points of the ghosted box outside the owned
+  /// box) and leaves its owned entries untouched.  Stencil kernels that read owned values
+  /// straight from the global array use this to avoid copying the whole field.
+  void updateGhosts(Vec global, Vec local) const;
 
   const IndexBox& owned() const { return owned_; }
   const IndexBox& ghosted() const { return ghosted_; }
@@ -84,6 +88,7 @@ class Grid {
   OwnedDM dm_;
   std::array<double, 3> h_ = {1.0, 1.0, 1.0};
   IndexBox owned_, ghosted_;
+  mutable Handle<VecScatter, VecScatterDestroy> ghost_scatter_;  // built on first use
 };
 
 /// Calls f(i, j, k, owned_offset) for every owned point; owned_offset * dof + c indexes
