@@ -27,8 +27,10 @@ class Step {
   virtual void jvp(Vec x, Vec dx, Vec dy) = 0;
   /// wx = J(x)^T w  (exact discrete adjoint in the Euclidean inner product)
   virtual void vjp(Vec x, Vec w, Vec wx) = 0;
-  /// x = local inverse of S around the point x0 applied to y.  The default throws
-  /// NotImplemented: a step must state its inverse rather than fall back silently.
+  /// x = local inverse of S around the point x0 applied to y.  The default solves
+  /// S(x) = y by matrix-free Newton-Krylov (GMRES on the jvp) from x0 and throws
+  /// PetscException if that does not converge; steps that know a better inverse (a
+  /// stencil apply, a reverse-velocity step, a Fourier multiplier) override it.
   virtual void inverse(Vec x0, Vec y, Vec x);
 
   const Grid& grid() const { return *grid_; }
