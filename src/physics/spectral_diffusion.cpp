@@ -9,6 +9,19 @@
 #include "physgrad/core/error.hpp"
 #include "physgrad/physics/diffusion.hpp"
 
+// PETSc 3.18's MatDestroy_FFTW ends with fftw_mpi_cleanup(), which destroys FFTW's global
+// planner and the solver objects that the plans of every *other* live MATFFTW still point
+// to.  FFTW's manual: after a cleanup "all existing plans become undefined, and you should
+// not attempt to execute them nor to destroy them".  Valgrind shows the consequence as soon
+// as two transforms coexist (a serial copy next to a distributed one, two steps with
+// different dt): destroying the survivor reads the freed solvers.  The cleanup only
+// releases FFTW's small persistent planner state, which the manual calls optional, so this
+// definition, which the executable exports and which therefore takes the place of FFTW's
+// own for PETSc's call, makes it a no-op: the planner then lives until the process ends and
+// no plan is ever orphaned.  (fftw_mpi_init(), called by every MatCreateFFT, stays
+// idempotent.)
+extern "C" void fftw_mpi_cleanup(void) {}
+
 namespace physgrad {
 namespace {
 
@@ -35,8 +48,8 @@ const Grid& checkedSpectralGrid(const Grid& grid) {
 
 SpectralTransform::SpectralTransform(const Grid& grid) : grid_(&checkedSpectralGrid(grid)) {
   const MPI_Comm comm = grid.comm();
-  PetscMPIInt ranks = 1;
-  PG_CALL(MPI_Comm_size(comm, &ranks));
+  int ranks = 1;
+  MPI_Comm_size(comm, &ranks);
 
   // FFTW's dims, slowest first: (n_z, n_y, n_x), (n_y, n_x), or (1, n_x) because FFTW-MPI has
   // no parallel real 1D transform.
@@ -91,11 +104,9 @@ SpectralTransform::SpectralTransform(const Grid& grid) : grid_(&checkedSpectralG
   PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, count, targets.data(), PETSC_COPY_VALUES, to.out()));
   PG_CALL(VecScatterCreate(dmda_template, from, real_in_, to, to_fftw_.out()));
 
-  // Plan now.  PETSc plans lazily, on the first MatMult; but destroying any MATFFTW calls
-  // fftw_mpi_cleanup(), which unregisters FFTW's MPI planners until the next MatCreateFFT,
-  // so a plan made later (after another transform died) would fail.  Existing plans are
-  // self-contained and keep working.  Zero data also keep a measuring planner
-  // (-mat_fftw_plannerflags) from overwriting anything that matters.
+  // Plan now rather than on the first MatMult (PETSc plans lazily): the first step then
+  // costs what every later one does, and a measuring planner (-mat_fftw_plannerflags),
+  // which overwrites its arrays while it plans, sees only these zeros.
   PG_CALL(MatMult(fft_, real_in_, spectrum_));
   PG_CALL(MatMultTranspose(fft_, spectrum_, real_out_));
 }
@@ -179,7 +190,8 @@ void SpectralTransform::applyMultiplier(Vec in, Vec out, const FrequencyMultipli
   applyTabulated(in, out, tabulate(g));
 }
 
-void SpectralTransform::applyCoefficientMultiplier(Vec in, Vec out, const CoefficientMultiplier& g) {
+void SpectralTransform::applyCoefficientMultiplier(Vec in, Vec out,
+                                                   const CoefficientMultiplier& g) {
   forwardTransform(in);
   // Evaluate g on the unnormalised coefficients before any of them is scaled.
   std::vector<double> table(static_cast<size_t>(local_count_));
@@ -217,14 +229,14 @@ SpectralDiffusionStep::SpectralDiffusionStep(const Grid& grid, double kappa, dou
       cap_(inverse_amplification_cap),
       fft_(checkedDiffusionGrid(grid, kappa, dt, inverse_amplification_cap)) {
   decay_ = fft_.tabulate([this](const Frequency& f) { return std::exp(-kappa_ * f.k2 * dt_); });
-  // min(exp(e), cap) rather than exp(min(e, log cap)): below the cap the inverse is then
-  // bit-for-bit the reciprocal computation of the forward factor.
+  // min(exp(e), cap) rather than exp(min(e, log cap)): below the cap the factor is then
+  // exactly exp(e), the reciprocal of the forward factor to round-off.
   amplify_ = fft_.tabulate(
       [this](const Frequency& f) { return std::min(std::exp(kappa_ * f.k2 * dt_), cap_); });
   int overflow = 0;
   for (double a : amplify_) overflow |= std::isfinite(a) ? 0 : 1;
   int any_overflow = 0;
-  PG_CALL(MPI_Allreduce(&overflow, &any_overflow, 1, MPI_INT, MPI_MAX, grid.comm()));
+  MPI_Allreduce(&overflow, &any_overflow, 1, MPI_INT, MPI_MAX, grid.comm());
   inverse_overflows_ = any_overflow != 0;
 }
 

@@ -15,7 +15,10 @@
 //   slowest axis.  One IS-based VecScatter maps every owned DMDA point straight to its place
 //   in the FFTW array (no detour through the natural ordering), and the same scatter run in
 //   reverse brings the result back, since the FFTW input and backward-output Vecs share a
-//   layout.
+//   layout.  PETSc's VecScatterPetscToFFTW / VecScatterFFTWToPetsc are not used: they expect
+//   the natural ordering (a second scatter from the DMDA), build a new scatter on every
+//   call, and in 3.18 refuse parallel real 3D transforms ("FFTW does not support parallel
+//   3D real transform").
 // - Debian's PETSc is real-scalar, so MATFFTW does real-to-complex (forward) and
 //   complex-to-real (backward) transforms: only the half spectrum m_x = 0 ... n_x/2 of the
 //   fastest (x) axis is stored, as interleaved (re, im) pairs.  In parallel FFTW pads each
@@ -106,7 +109,7 @@ class SpectralTransform {
 
   const Grid* grid_;
   std::array<PetscInt, 3> fftw_dims_ = {1, 1, 1};  // row-major (slowest first), padded to 3
-  PetscInt rows_begin_ = 0, rows_count_ = 0;        // this rank's block of the slowest dim
+  PetscInt rows_begin_ = 0, rows_count_ = 0;       // this rank's block of the slowest dim
   PetscInt local_count_ = 0;
   OwnedMat fft_;
   OwnedVec real_in_, spectrum_, real_out_;  // FFTW's own Vecs (its alignment, its layout)
@@ -147,8 +150,8 @@ class SpectralDiffusionStep final : public Step {
  private:
   double kappa_, dt_, cap_;
   SpectralTransform fft_;
-  std::vector<double> decay_;    // exp(-kappa |k|^2 dt) at the local frequencies
-  std::vector<double> amplify_;  // min(exp(+kappa |k|^2 dt), cap)
+  std::vector<double> decay_;       // exp(-kappa |k|^2 dt) at the local frequencies
+  std::vector<double> amplify_;     // min(exp(+kappa |k|^2 dt), cap)
   bool inverse_overflows_ = false;  // globally reduced: identical on every rank
 };
 
