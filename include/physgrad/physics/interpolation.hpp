@@ -1,0 +1,379 @@
+#pragma once
+// Interpolation of grid fields at arbitrary points, read from the ghosted local array of the
+// rank that owns the result: the building block of semi-Lagrangian steps (given velocity,
+// MacCormack, and self-advection / Burgers, whose departure points depend on the field).
+//
+// Three operations share one stencil (a tensor product of 1D stencils along the used axes):
+//   gather      u(q)      = sum_n W_n(q) u_n                    (interpolate)
+//   scatter-add a_n      += W_n(q) c                            (the exact transpose)
+//   gradient    du(q)/dq_d = sum_n dW_n(q)/dq_d u_n             (derivative w.r.t. the point)
+// Positions q are index coordinates: along each axis, global grid node i sits at q = i
+// (unwrapped on periodic grids, so q may be negative or >= N there).  A physical position x
+// maps to q = x / h - 1/2 (periodic) or q = x / h - 1 (zero-Dirichlet), see
+// LocalArrayLayout::indexCoordinate; d/dx = (1/h) d/dq.
+//
+// Multi-component fields: arrays interleave the dof components of a point, and every
+// kernel takes the array already offset by the component (`local + c`), so one stencil
+// serves all components (e.g. all velocity components in Burgers).
+//
+// Zero-Dirichlet grids: the field is zero outside the domain.  Stencil nodes outside it get
+// weight 0 (and slope 0) and are redirected to the home point, so they never touch memory
+// outside the array and a transposed scatter never writes into boundary ghosts; their
+// `inside` bit is 0, so a limiter can still account for the zero they stand for.
+//
+// Ghost layers: the stencil of a point must lie within the rank's ghost box.  Builders
+// report the reach (farthest in-domain node from the home point, per axis, in nodes); the
+// stencil is valid only when reach <= LocalArrayLayout::ghostWidth().  Because a departure
+// cell can be diagonal to the home point, the ghost values must include the box corners:
+// use CornerGhostExchange (the Grid's DMDA uses a star stencil, whose corners stay stale).
+
+#include <petscdmda.h>
+#include <petscvec.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "physgrad/core/handle.hpp"
+#include "physgrad/grid/grid.hpp"
+
+namespace physgrad {
+
+enum class Interpolation {
+  /// 2 nodes per axis (multilinear).  Exact for linear functions, error O(h^2), monotone
+  /// (weights in [0, 1]), continuous with a gradient that jumps across cell faces.
+  Linear,
+  /// 4 nodes per axis, cubic Lagrange through nodes -1, 0, 1, 2 of the departure cell
+  /// (tensor product).  Exact for cubics, error O(h^4); continuous, with a gradient that
+  /// jumps across cell faces (chosen over Catmull-Rom, which is C1 but only O(h^3)
+  /// accurate: the semi-Lagrangian step's accuracy is the interpolation's).
+  Cubic
+};
+const char* toString(Interpolation kind);
+/// Parses "linear" or "cubic"; throws InputError naming `option` otherwise.
+Interpolation parseInterpolation(const std::string& text, const std::string& option);
+/// Nodes of the 1D stencil: 2 (linear) or 4 (cubic).
+int nodesPerAxis(Interpolation kind);
+
+/// 1D weights at the fraction t in [0, 1) of the cell between nodes 0 and 1, for the nodes
+/// of nodesPerAxis(kind) starting at node 0 (linear) or -1 (cubic); `slope` (may be null)
+/// receives dW/dt.
+void axisWeights(Interpolation kind, double t, double* weight, double* slope);
+
+/// Where each point of a grid lives in the ghosted local array of this rank.
+class LocalArrayLayout {
+ public:
+  explicit LocalArrayLayout(const Grid& grid);
+
+  int dim() const { return dim_; }
+  PetscInt dof() const { return dof_; }
+  PetscInt ghostWidth() const { return ghost_width_; }
+  bool periodic() const { return periodic_; }
+  PetscInt globalSize(int axis) const { return n_[axis]; }
+  PetscInt ghostStart(int axis) const { return ghost_start_[axis]; }
+  PetscInt ghostSize(int axis) const { return ghost_size_[axis]; }
+  /// The owned box (unused axes: start 0, size 1).
+  PetscInt ownedStart(int axis) const { return owned_start_[axis]; }
+  PetscInt ownedSize(int axis) const { return owned_size_[axis]; }
+  PetscInt ownedCount() const { return owned_size_[0] * owned_size_[1] * owned_size_[2]; }
+  /// Array entries between neighbouring points along an axis: dof, dof * gx, dof * gx * gy.
+  PetscInt stride(int axis) const { return stride_[axis]; }
+  double spacing(int axis) const { return h_[axis]; }
+  /// Index coordinate of the physical coordinate x along an axis (node i sits at i).
+  double indexCoordinate(int axis, double x) const { return x / h_[axis] - node_shift_; }
+  /// Physical coordinate of index coordinate q (the inverse of indexCoordinate).
+  double physicalCoordinate(int axis, double q) const { return (q + node_shift_) * h_[axis]; }
+  /// True when global node `index` carries data (always on periodic axes; inside [0, N)
+  /// on zero-Dirichlet ones).
+  bool insideDomain(int axis, PetscInt index) const {
+    return periodic_ || (index >= 0 && index < n_[axis]);
+  }
+  /// True when global node `index` (unwrapped) lies in this rank's ghost box.
+  bool inGhostBox(int axis, PetscInt index) const {
+    return index >= ghost_start_[axis] && index < ghost_start_[axis] + ghost_size_[axis];
+  }
+  /// Array offset of component 0 of the global point (i, j, k), which must lie in the ghost
+  /// box (unused axes: pass 0).
+  PetscInt arrayOffset(PetscInt i, PetscInt j, PetscInt k) const {
+    return (i - ghost_start_[0]) * stride_[0] + (j - ghost_start_[1]) * stride_[1] +
+           (k - ghost_start_[2]) * stride_[2];
+  }
+
+ private:
+  int dim_;
+  PetscInt dof_, ghost_width_;
+  bool periodic_;
+  double node_shift_;
+  std::array<PetscInt, 3> n_{}, ghost_start_{}, ghost_size_{}, owned_start_{}, owned_size_{},
+      stride_{};
+  std::array<double, 3> h_{};
+};
+
+/// Ghost exchange that also fills the corners of the ghost box.  It runs on a box-stencil
+/// twin of the grid's DMDA with the identical parallel layout, so it works on the grid's
+/// own global Vecs and on local Vecs of the grid's ghosted size.
+class CornerGhostExchange {
+ public:
+  explicit CornerGhostExchange(const Grid& grid);
+  /// A zeroed local Vec (boundary ghosts of zero-Dirichlet grids stay zero).
+  OwnedVec createLocal() const;
+  /// local <- global, all ghosts including corners.
+  void globalToLocal(Vec global, Vec local) const;
+  /// global += every entry of local (owned and ghost) added into its owner: the exact
+  /// transpose of globalToLocal.  Boundary ghosts of zero-Dirichlet grids are dropped.
+  void addLocalToGlobal(Vec local, Vec global) const;
+  DM dm() const { return box_; }
+
+ private:
+  OwnedDM box_;
+};
+
+/// Builds the 1D stencil along `axis` at index coordinate q for a result owned by the point
+/// with global index `home` on that axis.  Writes nodesPerAxis(kind) entries of `offset`
+/// (array offsets along the axis: (node - ghost start) * stride), `weight`, `slope`
+/// (dW/dq; may be null) and the inside bitmask; returns the reach.  Nodes outside a
+/// Dirichlet domain, and nodes outside the ghost box (then the stencil is invalid and the
+/// reach exceeds the ghost width), are redirected to `home` with weight and slope 0.
+/// A q within 1e-9 below a node snaps to the cell starting at that node (t slightly
+/// negative), so that a displacement of exactly a whole number of cells, up to round-off,
+/// needs no extra ghost layer.
+PetscInt buildAxisStencil(const LocalArrayLayout& layout, Interpolation kind, int axis, double q,
+                          PetscInt home, PetscInt* offset, double* weight, double* slope,
+                          std::uint8_t* inside);
+
+/// A stencil at one point, for fields whose interpolation points change every apply
+/// (Burgers).  Entries are stored axis-major ([axis][node]), the layout the kernels read.
+template <int D, int N>
+struct PointStencil {
+  static_assert(D >= 1 && D <= 3 && (N == 2 || N == 4), "1-3 dimensions, 2 or 4 nodes per axis");
+  PetscInt offset[D][N];
+  double weight[D][N];
+  double slope[D][N];  ///< dW/dq along the axis
+  std::uint8_t inside[D];
+  PetscInt reach = 0;  ///< max over axes of the 1D reach; valid iff <= ghost width
+
+  /// Builds the stencil at index coordinates q[D] for the result owned by point home[D].
+  void build(const LocalArrayLayout& layout, const double* q, const PetscInt* home) {
+    const Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
+    reach = 0;
+    for (int a = 0; a < D; ++a) {
+      const PetscInt r = buildAxisStencil(layout, kind, a, q[a], home[a], offset[a], weight[a],
+                                          slope[a], &inside[a]);
+      if (r > reach) reach = r;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Kernels on one stencil.  `offset` and `weight` are [D][N] arrays (axis-major, flattened);
+// `a` is the local array already offset by the component.  The order of the sums is fixed,
+// so results do not depend on the parallel layout.
+
+template <int D, int N>
+inline double gatherAt(const PetscInt* offset, const double* weight, const PetscScalar* a) {
+  if constexpr (D == 1) {
+    double s = 0.0;
+    for (int m = 0; m < N; ++m) s += weight[m] * a[offset[m]];
+    return s;
+  } else if constexpr (D == 2) {
+    double s = 0.0;
+    for (int b = 0; b < N; ++b) {
+      const PetscScalar* row = a + offset[N + b];
+      double r = 0.0;
+      for (int m = 0; m < N; ++m) r += weight[m] * row[offset[m]];
+      s += weight[N + b] * r;
+    }
+    return s;
+  } else {
+    double s = 0.0;
+    for (int c = 0; c < N; ++c) {
+      double plane = 0.0;
+      for (int b = 0; b < N; ++b) {
+        const PetscScalar* row = a + offset[2 * N + c] + offset[N + b];
+        double r = 0.0;
+        for (int m = 0; m < N; ++m) r += weight[m] * row[offset[m]];
+        plane += weight[N + b] * r;
+      }
+      s += weight[2 * N + c] * plane;
+    }
+    return s;
+  }
+}
+
+/// a_n += W_n value for every node: the transpose of gatherAt.
+template <int D, int N>
+inline void scatterAddAt(const PetscInt* offset, const double* weight, double value,
+                         PetscScalar* a) {
+  if constexpr (D == 1) {
+    for (int m = 0; m < N; ++m) a[offset[m]] += weight[m] * value;
+  } else if constexpr (D == 2) {
+    for (int b = 0; b < N; ++b) {
+      PetscScalar* row = a + offset[N + b];
+      const double vb = weight[N + b] * value;
+      for (int m = 0; m < N; ++m) row[offset[m]] += weight[m] * vb;
+    }
+  } else {
+    for (int c = 0; c < N; ++c) {
+      const double vc = weight[2 * N + c] * value;
+      for (int b = 0; b < N; ++b) {
+        PetscScalar* row = a + offset[2 * N + c] + offset[N + b];
+        const double vb = weight[N + b] * vc;
+        for (int m = 0; m < N; ++m) row[offset[m]] += weight[m] * vb;
+      }
+    }
+  }
+}
+
+/// grad[d] = d u(q) / d q_d (index units; divide by h_d for d/dx_d).  `slope` is [D][N].
+template <int D, int N>
+inline void gradientAt(const PetscInt* offset, const double* weight, const double* slope,
+                       const PetscScalar* a, double* grad) {
+  if constexpr (D == 1) {
+    double g = 0.0;
+    for (int m = 0; m < N; ++m) g += slope[m] * a[offset[m]];
+    grad[0] = g;
+  } else if constexpr (D == 2) {
+    double gx = 0.0, gy = 0.0;
+    for (int b = 0; b < N; ++b) {
+      const PetscScalar* row = a + offset[N + b];
+      double r = 0.0, rx = 0.0;
+      for (int m = 0; m < N; ++m) {
+        r += weight[m] * row[offset[m]];
+        rx += slope[m] * row[offset[m]];
+      }
+      gx += weight[N + b] * rx;
+      gy += slope[N + b] * r;
+    }
+    grad[0] = gx;
+    grad[1] = gy;
+  } else {
+    double gx = 0.0, gy = 0.0, gz = 0.0;
+    for (int c = 0; c < N; ++c) {
+      double p = 0.0, px = 0.0, py = 0.0;
+      for (int b = 0; b < N; ++b) {
+        const PetscScalar* row = a + offset[2 * N + c] + offset[N + b];
+        double r = 0.0, rx = 0.0;
+        for (int m = 0; m < N; ++m) {
+          r += weight[m] * row[offset[m]];
+          rx += slope[m] * row[offset[m]];
+        }
+        p += weight[N + b] * r;
+        px += weight[N + b] * rx;
+        py += slope[N + b] * r;
+      }
+      gx += weight[2 * N + c] * px;
+      gy += weight[2 * N + c] * py;
+      gz += slope[2 * N + c] * p;
+    }
+    grad[0] = gx;
+    grad[1] = gy;
+    grad[2] = gz;
+  }
+}
+
+/// The smallest and largest value among the stencil's nodes (a limiter's bounds), with the
+/// array offset (relative to `a`) of the node attaining each, or -1 when it is a node outside
+/// a zero-Dirichlet domain (value 0).  Ties keep the first node in storage order.
+struct NodeRange {
+  double lo = 0.0, hi = 0.0;
+  PetscInt lo_offset = -1, hi_offset = -1;
+};
+
+template <int D, int N>
+inline NodeRange nodeRangeAt(const PetscInt* offset, const std::uint8_t* inside,
+                             const PetscScalar* a) {
+  // Gather first, then scan: the loads are independent and the scan compiles to selects.
+  constexpr int kNodes = D == 1 ? N : (D == 2 ? N * N : N * N * N);
+  double value[kNodes];
+  PetscInt at[kNodes];
+  int n = 0;
+  for (int c = 0; c < (D > 2 ? N : 1); ++c) {
+    const bool in_z = D < 3 || ((inside[D > 2 ? 2 : 0] >> c) & 1u);
+    const PetscInt off_z = D > 2 ? offset[2 * N + c] : 0;
+    for (int b = 0; b < (D > 1 ? N : 1); ++b) {
+      const bool in_zy = in_z && (D < 2 || ((inside[D > 1 ? 1 : 0] >> b) & 1u));
+      const PetscInt off_zy = off_z + (D > 1 ? offset[N + b] : 0);
+      for (int m = 0; m < N; ++m, ++n) {
+        const bool in = in_zy && ((inside[0] >> m) & 1u);
+        const PetscInt off = off_zy + offset[m];
+        const double v = a[off];  // always a valid address: outside nodes point home
+        value[n] = in ? v : 0.0;
+        at[n] = in ? off : -1;
+      }
+    }
+  }
+  NodeRange r{value[0], value[0], at[0], at[0]};
+  for (int m = 1; m < kNodes; ++m) {
+    const bool lower = value[m]<r.lo, higher = value[m]> r.hi;
+    r.lo = lower ? value[m] : r.lo;
+    r.lo_offset = lower ? at[m] : r.lo_offset;
+    r.hi = higher ? value[m] : r.hi;
+    r.hi_offset = higher ? at[m] : r.hi_offset;
+  }
+  return r;
+}
+
+/// Calls f(std::integral_constant<int, D>{}, std::integral_constant<int, N>{}) for the
+/// grid dimension and interpolation kind, so that kernels run with compile-time loops.
+template <typename F>
+void withStencilShape(int dim, Interpolation kind, F&& f) {
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  using Three = std::integral_constant<int, 3>;
+  using Four = std::integral_constant<int, 4>;
+  const bool cubic = kind == Interpolation::Cubic;
+  switch (dim) {
+    case 1:
+      cubic ? f(One{}, Four{}) : f(One{}, Two{});
+      break;
+    case 2:
+      cubic ? f(Two{}, Four{}) : f(Two{}, Two{});
+      break;
+    default:
+      cubic ? f(Three{}, Four{}) : f(Three{}, Two{});
+      break;
+  }
+}
+
+/// Precomputed stencils, one per owned point of a grid (in forEachOwned order), for
+/// interpolation points that do not change between applies (the departure points of a
+/// given velocity).  Memory: dim * nodesPerAxis * 16 bytes per point (3D cubic: 192 B).
+class InterpolationTable {
+ public:
+  /// `points` holds dim index coordinates per owned point; the result at owned point p is
+  /// interpolated at points[p * dim ...].  Not collective.
+  InterpolationTable(const LocalArrayLayout& layout, Interpolation kind,
+                     const std::vector<double>& points);
+
+  Interpolation kind() const { return kind_; }
+  int dim() const { return dim_; }
+  int nodes() const { return nodes_; }
+  PetscInt size() const { return count_; }
+  /// Largest stencil reach on this rank; the table is valid iff it is <= the ghost width
+  /// (check it collectively before applying).
+  PetscInt reach() const { return reach_; }
+
+  /// out[p * dof + c] = component c interpolated at point p, from a local array with
+  /// valid corner ghosts.
+  void gather(const PetscScalar* local, PetscScalar* out) const;
+  /// local[...] += the transpose of gather applied to values (the caller zeroes local and
+  /// sums the ghost contributions into their owners, CornerGhostExchange::addLocalToGlobal).
+  void scatterAdd(const PetscScalar* values, PetscScalar* local) const;
+
+  /// Stencil of point p: [dim][nodes] offsets / weights, and dim inside bitmasks.
+  const PetscInt* offsets(PetscInt p) const { return &offset_[p * dim_ * nodes_]; }
+  const double* weights(PetscInt p) const { return &weight_[p * dim_ * nodes_]; }
+  const std::uint8_t* inside(PetscInt p) const { return &inside_[p * dim_]; }
+
+ private:
+  Interpolation kind_;
+  int dim_, nodes_;
+  PetscInt dof_, count_, reach_ = 0;
+  std::vector<PetscInt> offset_;
+  std::vector<double> weight_;
+  std::vector<std::uint8_t> inside_;
+};
+
+}  // namespace physgrad

@@ -1,0 +1,871 @@
+#include "physgrad/physics/advection.hpp"
+
+#include <petscksp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+#include "physgrad/core/error.hpp"
+#include "physgrad/physics/simulator.hpp"
+
+namespace physgrad {
+
+void AdvectionSolveOptions::validate() const {
+  auto fail = [](const std::string& what, double got) {
+    std::ostringstream os;
+    os << "advection solve options: " << what << " (got " << got << ")";
+    throw InputError(os.str());
+  };
+  if (!(rtol > 0.0 && rtol < 1.0)) fail("rtol must lie in (0, 1)", rtol);
+  if (!(atol >= 0.0) || !std::isfinite(atol)) fail("atol must be non-negative and finite", atol);
+  if (max_it < 1) fail("max_it must be at least 1", static_cast<double>(max_it));
+  if (restart < 1) fail("restart must be at least 1", static_cast<double>(restart));
+  if (max_newton < 1) fail("max_newton must be at least 1", static_cast<double>(max_newton));
+  if (!(newton_rtol > 0.0 && newton_rtol < 1.0))
+    fail("newton_rtol must lie in (0, 1)", newton_rtol);
+}
+
+// ---------------------------------------------------------------------------------------
+// GMRES on a MatShell of a linear map, right-preconditioned by a PCSHELL.
+
+namespace detail {
+
+/// A Krylov solve with a matrix-free operator: GMRES right-preconditioned by a PCSHELL
+/// (the exact inverses), or unpreconditioned LSQR on the operator and its transpose (least
+/// squares; the fallback for the singular Jacobians of the MacCormack limiter).
+class KrylovSolver {
+ public:
+  using Apply = std::function<void(Vec, Vec)>;
+  /// `what` names the solve in error messages; `prefix` is the KSP's options prefix.
+  /// GMRES needs `preconditioner`, LSQR `transpose`.
+  KrylovSolver(const Grid& grid, KSPType type, std::string what, std::string prefix,
+               AdvectionSolveOptions opts, Apply op, Apply preconditioner, Apply transpose = {})
+      : grid_(&grid),
+        type_(type),
+        what_(std::move(what)),
+        prefix_(std::move(prefix)),
+        opts_(opts),
+        op_(std::move(op)),
+        preconditioner_(std::move(preconditioner)),
+        transpose_(std::move(transpose)) {}
+
+  /// Solves op(x) = b from the initial guess in x.  Converged means a true residual
+  /// ||b - op(x)|| <= max(rtol ||b||, atol); anything else throws.
+  void solve(Vec b, Vec x) {
+    const Outcome out = attempt(b, x);
+    if (!out.converged) throw PetscException(PETSC_ERR_NOT_CONVERGED, describe(out));
+  }
+
+  struct Outcome {
+    bool converged = false;
+    KSPConvergedReason reason = KSP_CONVERGED_ITERATING;
+    double bnorm = 0.0, residual = 0.0;  ///< ||b|| and the true ||b - op(x)||
+  };
+  /// As solve, but reports instead of throwing (NaN and Inf still throw).
+  Outcome attempt(Vec b, Vec x) {
+    setUp();
+    Outcome out;
+    PG_CALL(VecNorm(b, NORM_2, &out.bnorm));
+    const double target = std::max(opts_.rtol * out.bnorm, opts_.atol);
+    its_ = 0;
+    OwnedVec r;
+    PG_CALL(VecDuplicate(b, r.out()));
+    // GMRES monitors a recurrence estimate of the residual; at tolerances near round-off it
+    // can drift from the true one, so the true residual decides, with up to two restarts
+    // from the current iterate.
+    for (int pass = 0; pass < 3; ++pass) {
+      PG_CALL(KSPSolve(ksp_, b, x));
+      PetscInt its = 0;
+      PG_CALL(KSPGetIterationNumber(ksp_, &its));
+      its_ += its;
+      PG_CALL(KSPGetConvergedReason(ksp_, &out.reason));
+      if (out.reason == KSP_DIVERGED_NANORINF) {
+        throw NonFiniteError(what_ + " (options prefix -" + prefix_ +
+                             "): Inf or NaN in the Krylov iteration");
+      }
+      op_(x, r);
+      PG_CALL(VecAYPX(r, -1.0, b));
+      PG_CALL(VecNorm(r, NORM_2, &out.residual));
+      if (!std::isfinite(out.residual))
+        throw NonFiniteError(what_ + ": the residual is not finite");
+      if (out.reason < 0 || out.residual <= 10.0 * target) break;
+    }
+    out.converged = out.reason > 0 && out.residual <= 10.0 * target;
+    return out;
+  }
+
+  std::string describe(const Outcome& out) const {
+    std::ostringstream os;
+    os.precision(3);
+    os << what_ << " did not converge: " << type_ << " stopped with "
+       << (out.reason < 0 ? KSPConvergedReasons[out.reason] : "a true residual above the tolerance")
+       << " after " << its_ << " iterations, ||b - A x|| / ||b|| = "
+       << (out.bnorm > 0.0 ? out.residual / out.bnorm : out.residual) << " (rtol " << opts_.rtol
+       << ", options prefix -" << prefix_ << ")";
+    return os.str();
+  }
+
+  PetscInt lastIterations() const { return its_; }
+
+ private:
+  void setUp() {
+    if (ksp_) return;
+    const PetscInt nlocal = grid_->owned().count() * grid_->dof();
+    const PetscInt nglobal = grid_->size() * grid_->dof();
+    PG_CALL(MatCreateShell(grid_->comm(), nlocal, nlocal, nglobal, nglobal, this, shell_.out()));
+    PG_CALL(MatShellSetOperation(shell_, MATOP_MULT, reinterpret_cast<void (*)(void)>(mult)));
+    if (transpose_) {
+      PG_CALL(MatShellSetOperation(shell_, MATOP_MULT_TRANSPOSE,
+                                   reinterpret_cast<void (*)(void)>(multTranspose)));
+    }
+    PG_CALL(KSPCreate(grid_->comm(), ksp_.out()));
+    PG_CALL(KSPSetOptionsPrefix(ksp_, prefix_.c_str()));
+    PG_CALL(KSPSetOperators(ksp_, shell_, shell_));
+    PG_CALL(KSPSetType(ksp_, type_));
+    PC pc = nullptr;
+    PG_CALL(KSPGetPC(ksp_, &pc));
+    if (std::string(type_) == KSPGMRES) {
+      PG_CALL(KSPGMRESSetRestart(ksp_, opts_.restart));
+      // Classical Gram-Schmidt loses orthogonality near round-off tolerances unless refined.
+      PG_CALL(KSPGMRESSetCGSRefinementType(ksp_, KSP_GMRES_CGS_REFINE_IFNEEDED));
+      PG_CALL(KSPSetPCSide(ksp_, PC_RIGHT));
+      PG_CALL(KSPSetNormType(ksp_, KSP_NORM_UNPRECONDITIONED));
+      PG_CALL(PCSetType(pc, PCSHELL));
+      PG_CALL(PCShellSetContext(pc, this));
+      PG_CALL(PCShellSetApply(pc, precondition));
+      PG_CALL(PCShellSetName(pc, "approximate inverse (reverse velocity)"));
+    } else {
+      PG_CALL(PCSetType(pc, PCNONE));
+    }
+    PG_CALL(KSPSetTolerances(ksp_, opts_.rtol, opts_.atol, PETSC_DEFAULT, opts_.max_it));
+    PG_CALL(KSPSetInitialGuessNonzero(ksp_, PETSC_TRUE));
+    PG_CALL(KSPSetFromOptions(ksp_));
+    PG_CALL(KSPSetUp(ksp_));
+  }
+
+  static KrylovSolver* self(Mat A) {
+    void* ctx = nullptr;
+    PG_CALL(MatShellGetContext(A, &ctx));
+    return static_cast<KrylovSolver*>(ctx);
+  }
+
+  static PetscErrorCode mult(Mat A, Vec x, Vec y) {
+    PG_CALLBACK_BEGIN
+    self(A)->op_(x, y);
+    PG_CALLBACK_END("advection KrylovSolver operator")
+  }
+
+  static PetscErrorCode multTranspose(Mat A, Vec x, Vec y) {
+    PG_CALLBACK_BEGIN
+    self(A)->transpose_(x, y);
+    PG_CALLBACK_END("advection KrylovSolver transposed operator")
+  }
+
+  static PetscErrorCode precondition(PC pc, Vec x, Vec y) {
+    PG_CALLBACK_BEGIN
+    void* ctx = nullptr;
+    PG_CALL(PCShellGetContext(pc, &ctx));
+    static_cast<KrylovSolver*>(ctx)->preconditioner_(x, y);
+    PG_CALLBACK_END("advection KrylovSolver preconditioner")
+  }
+
+  const Grid* grid_;
+  KSPType type_;
+  std::string what_, prefix_;
+  AdvectionSolveOptions opts_;
+  Apply op_, preconditioner_, transpose_;
+  OwnedMat shell_;
+  OwnedKSP ksp_;
+  PetscInt its_ = 0;
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------
+// Shared set-up: time step and velocity checks, departure points.
+
+namespace {
+
+constexpr PetscInt kNoPoint = std::numeric_limits<PetscInt>::max();
+
+double checkedTimeStep(const std::string& scheme, double dt) {
+  if (!(dt > 0.0) || !std::isfinite(dt)) {
+    std::ostringstream os;
+    os << scheme << ": the time step dt must be positive and finite (got dt = " << dt << ")";
+    throw InputError(os.str());
+  }
+  return dt;
+}
+
+/// Physical position of grid node (i, j, k); unused coordinates are 0.
+void nodePosition(const Grid& grid, PetscInt i, PetscInt j, PetscInt k, double pos[3]) {
+  const PetscInt idx[3] = {i, j, k};
+  for (int a = 0; a < 3; ++a) pos[a] = a < grid.dim() ? grid.coordinate(a, idx[a]) : 0.0;
+}
+
+/// v(pos) with the components of unused axes zeroed; false if a used one is not finite.
+bool velocityAt(const Grid& grid, const VelocityField& velocity, const double pos[3], double v[3]) {
+  velocity.at(pos, v);
+  bool finite = true;
+  for (int a = 0; a < 3; ++a) {
+    if (a >= grid.dim()) {
+      v[a] = 0.0;
+    } else if (!std::isfinite(v[a])) {
+      finite = false;
+    }
+  }
+  return finite;
+}
+
+/// Collective: throws the same InputError on every rank if some rank met a non-finite
+/// velocity; `local_first_bad` is this rank's smallest natural index of such a node.
+void throwIfNonFiniteVelocity(const Grid& grid, const VelocityField& velocity,
+                              const std::string& scheme, PetscInt local_first_bad) {
+  PetscInt first = kNoPoint;
+  MPI_Allreduce(&local_first_bad, &first, 1, MPIU_INT, MPI_MIN, grid.comm());
+  if (first == kNoPoint) return;
+  const PetscInt i = first % grid.n(0), j = (first / grid.n(0)) % grid.n(1),
+                 k = first / (grid.n(0) * grid.n(1));
+  double pos[3];
+  nodePosition(grid, i, j, k, pos);
+  std::ostringstream os;
+  os << scheme << ": the velocity field '" << velocity.name()
+     << "' is not finite at or along the backtrack from the node (" << pos[0] << ", " << pos[1]
+     << ", " << pos[2] << ") (index " << i << ", " << j << ", " << k << ")";
+  throw InputError(os.str());
+}
+
+/// Departure points of every owned node (dim index coordinates each, forEachOwned order) by
+/// the midpoint rule X = x - s dt v(x - s dt/2 v(x)), s = +1 (forward) or -1 (reverse).
+struct Departures {
+  std::vector<double> points;
+  double max_cells = 0.0;         ///< largest |X_d - x_d| / h_d on this rank
+  PetscInt first_bad = kNoPoint;  ///< natural index of the first node with a non-finite v
+};
+
+Departures computeDepartures(const Grid& grid, const LocalArrayLayout& layout,
+                             const VelocityField& velocity, double dt, double sign) {
+  Departures out;
+  const int dim = grid.dim();
+  out.points.resize(static_cast<size_t>(grid.owned().count() * dim));
+  const bool periodic = grid.boundary() == Boundary::Periodic;
+  forEachOwned(grid, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt o) {
+    const PetscInt idx[3] = {i, j, k};
+    double pos[3], v[3], mid[3];
+    nodePosition(grid, i, j, k, pos);
+    bool finite = velocityAt(grid, velocity, pos, v);
+    for (int a = 0; a < 3; ++a) {
+      mid[a] = pos[a] - 0.5 * sign * dt * v[a];
+      if (periodic && a < dim) {
+        const double length = grid.spec().length[a];
+        mid[a] -= length * std::floor(mid[a] / length);
+      }
+    }
+    finite = velocityAt(grid, velocity, mid, v) && finite;
+    for (int a = 0; a < dim; ++a) {
+      const double q = layout.indexCoordinate(a, pos[a] - sign * dt * v[a]);
+      out.points[static_cast<size_t>(o * dim + a)] = q;
+      if (finite)
+        out.max_cells = std::max(out.max_cells, std::abs(q - static_cast<double>(idx[a])));
+    }
+    if (!finite) out.first_bad = std::min(out.first_bad, grid.naturalIndex(i, j, k));
+  });
+  return out;
+}
+
+/// Interpolation tables at the forward and the reverse departure points, checked
+/// collectively: finite velocity, and stencils within the grid's ghost layers.
+struct DepartureTables {
+  std::unique_ptr<InterpolationTable> ahead, back;
+  double cfl = 0.0;
+  PetscInt required_width = 0;
+};
+
+DepartureTables buildDepartureTables(const Grid& grid, const VelocityField& velocity, double dt,
+                                     Interpolation kind, const std::string& scheme) {
+  const LocalArrayLayout layout(grid);
+  Departures ahead = computeDepartures(grid, layout, velocity, dt, 1.0);
+  Departures back = computeDepartures(grid, layout, velocity, dt, -1.0);
+  throwIfNonFiniteVelocity(grid, velocity, scheme, std::min(ahead.first_bad, back.first_bad));
+
+  DepartureTables t;
+  t.ahead = std::make_unique<InterpolationTable>(layout, kind, ahead.points);
+  t.back = std::make_unique<InterpolationTable>(layout, kind, back.points);
+  // Reach and CFL as doubles in one reduction (reaches are far below 2^53).
+  double local[2] = {static_cast<double>(std::max(t.ahead->reach(), t.back->reach())),
+                     std::max(ahead.max_cells, back.max_cells)};
+  double global[2] = {0.0, 0.0};
+  MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_MAX, grid.comm());
+  t.required_width = static_cast<PetscInt>(global[0]);
+  t.cfl = global[1];
+  const PetscInt width = grid.spec().stencil_width;
+  if (global[0] > static_cast<double>(width)) {
+    std::ostringstream os;
+    os.precision(4);
+    os << scheme << ": CFL = " << t.cfl << " (the largest departure distance in cells, dt = " << dt
+       << ") needs interpolation stencils reaching " << global[0]
+       << " ghost layers, but the grid's ghost width is GridSpec::stencil_width = " << width
+       << "; build the grid with stencil_width >= " << global[0] << " or reduce dt";
+    throw InputError(os.str());
+  }
+  return t;
+}
+
+/// The global count of entries of `active` other than `unclamped` (collective).
+PetscInt countClamped(const Grid& grid, const std::vector<PetscInt>& active, PetscInt unclamped) {
+  PetscInt local = 0, global = 0;
+  for (PetscInt a : active) local += a != unclamped ? 1 : 0;
+  MPI_Allreduce(&local, &global, 1, MPIU_INT, MPI_SUM, grid.comm());
+  return global;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Upwind.
+
+UpwindAdvectionStep::UpwindAdvectionStep(const Grid& grid, const VelocityField& velocity, double dt,
+                                         AdvectionSolveOptions solve)
+    : Step(grid),
+      dt_(checkedTimeStep("upwind advection", dt)),
+      dof_(grid.dof()),
+      local_(grid.createLocal()) {
+  solve.validate();
+  velocity.checkGrid(grid);
+  build(velocity, 1.0, downwind_);
+  PetscInt first_bad = kNoPoint;
+  forEachOwned(grid, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt) {
+    double pos[3], v[3];
+    nodePosition(grid, i, j, k, pos);
+    if (!velocityAt(grid, velocity, pos, v)) {
+      first_bad = std::min(first_bad, grid.naturalIndex(i, j, k));
+    }
+  });
+  throwIfNonFiniteVelocity(grid, velocity, "upwind advection", first_bad);
+  cfl_ = advectiveCfl(grid, velocity, dt_);
+  // A few ulps of slack, so that a dt computed as exactly the limit passes.
+  if (cfl_ > 1.0 + 1e-12) {
+    std::ostringstream os;
+    os.precision(6);
+    const double max_speed = maxSpeed(grid, velocity);
+    os << "upwind advection is unstable: CFL = max|v| dt sum_d 1/h_d = " << cfl_
+       << " exceeds the limit 1 (max|v| = " << max_speed << ", dt = " << dt_
+       << "); use dt <= " << dt_ / cfl_ << ", more steps, or the semi-Lagrangian step";
+    throw InputError(os.str());
+  }
+  build(velocity, -1.0, reverse_);
+  solver_ = std::make_unique<detail::KrylovSolver>(
+      grid, KSPGMRES, "inverse of the upwind advection step", "advection_upwind_inv_", solve,
+      [this](Vec a, Vec b) { forward(a, b); }, [this](Vec a, Vec b) { approximateInverse(a, b); });
+}
+
+UpwindAdvectionStep::~UpwindAdvectionStep() = default;
+
+void UpwindAdvectionStep::build(const VelocityField& velocity, double sign, Coefficients& c) const {
+  const Grid& g = grid();
+  const LocalArrayLayout layout(g);
+  const int dim = g.dim();
+  const PetscInt count = g.owned().count();
+  c.center.assign(static_cast<size_t>(count), 0.0);
+  c.side.assign(static_cast<size_t>(count * dim), 0.0);
+  c.neighbour.assign(static_cast<size_t>(count * (dim + 1)), 0);
+  forEachOwned(g, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt o) {
+    double pos[3], v[3];
+    nodePosition(g, i, j, k, pos);
+    velocityAt(g, velocity, pos, v);  // non-finite values are reported by the constructor
+    PetscInt idx[3] = {i, j, k};
+    const PetscInt home = layout.arrayOffset(i, j, k);
+    c.neighbour[static_cast<size_t>(o * (dim + 1))] = home;
+    double center = 1.0;
+    for (int a = 0; a < dim; ++a) {
+      const double courant = sign * dt_ * v[a] / g.h(a);
+      const PetscInt step = courant > 0.0 ? -1 : 1;  // the upwind side
+      idx[a] += step;
+      const bool inside = layout.insideDomain(a, idx[a]);
+      // A neighbour outside a Dirichlet domain holds 0: its coefficient drops out, and the
+      // offset points home so that the transpose never writes into a boundary ghost.
+      c.side[static_cast<size_t>(o * dim + a)] = inside ? std::abs(courant) : 0.0;
+      c.neighbour[static_cast<size_t>(o * (dim + 1) + 1 + a)] =
+          inside ? layout.arrayOffset(idx[0], idx[1], idx[2]) : home;
+      idx[a] -= step;
+      center -= std::abs(courant);
+    }
+    c.center[static_cast<size_t>(o)] = center;
+  });
+}
+
+void UpwindAdvectionStep::apply(const Coefficients& c, Vec x, Vec y) {
+  grid().globalToLocal(x, local_);
+  const int dim = grid().dim();
+  const PetscInt count = grid().owned().count();
+  const PetscScalar* xl = nullptr;
+  PetscScalar* ya = nullptr;
+  PG_CALL(VecGetArrayRead(local_, &xl));
+  PG_CALL(VecGetArray(y, &ya));
+  for (PetscInt p = 0; p < count; ++p) {
+    const PetscInt* nb = &c.neighbour[static_cast<size_t>(p * (dim + 1))];
+    const double* side = &c.side[static_cast<size_t>(p * dim)];
+    for (PetscInt comp = 0; comp < dof_; ++comp) {
+      double v = c.center[static_cast<size_t>(p)] * xl[nb[0] + comp];
+      for (int a = 0; a < dim; ++a) v += side[a] * xl[nb[1 + a] + comp];
+      ya[p * dof_ + comp] = v;
+    }
+  }
+  PG_CALL(VecRestoreArray(y, &ya));
+  PG_CALL(VecRestoreArrayRead(local_, &xl));
+}
+
+void UpwindAdvectionStep::forward(Vec x, Vec y) { apply(downwind_, x, y); }
+
+void UpwindAdvectionStep::jvp(Vec, Vec dx, Vec dy) { apply(downwind_, dx, dy); }
+
+void UpwindAdvectionStep::vjp(Vec, Vec w, Vec wx) {
+  const int dim = grid().dim();
+  const PetscInt count = grid().owned().count();
+  PG_CALL(VecSet(local_, 0.0));
+  const PetscScalar* wa = nullptr;
+  PetscScalar* zl = nullptr;
+  PG_CALL(VecGetArrayRead(w, &wa));
+  PG_CALL(VecGetArray(local_, &zl));
+  for (PetscInt p = 0; p < count; ++p) {
+    const PetscInt* nb = &downwind_.neighbour[static_cast<size_t>(p * (dim + 1))];
+    const double* side = &downwind_.side[static_cast<size_t>(p * dim)];
+    for (PetscInt comp = 0; comp < dof_; ++comp) {
+      const double value = wa[p * dof_ + comp];
+      zl[nb[0] + comp] += downwind_.center[static_cast<size_t>(p)] * value;
+      for (int a = 0; a < dim; ++a) zl[nb[1 + a] + comp] += side[a] * value;
+    }
+  }
+  PG_CALL(VecRestoreArray(local_, &zl));
+  PG_CALL(VecRestoreArrayRead(w, &wa));
+  // Upwind neighbours are star neighbours, which the grid's own exchange covers.
+  PG_CALL(VecSet(wx, 0.0));
+  PG_CALL(DMLocalToGlobalBegin(grid().dm(), local_, ADD_VALUES, wx));
+  PG_CALL(DMLocalToGlobalEnd(grid().dm(), local_, ADD_VALUES, wx));
+}
+
+void UpwindAdvectionStep::approximateInverse(Vec y, Vec x) { apply(reverse_, y, x); }
+
+void UpwindAdvectionStep::inverse(Vec, Vec y, Vec x) {
+  approximateInverse(y, x);
+  solver_->solve(y, x);
+}
+
+PetscInt UpwindAdvectionStep::lastInverseIterations() const { return solver_->lastIterations(); }
+
+// ---------------------------------------------------------------------------------------
+// Semi-Lagrangian.
+
+SemiLagrangianAdvectionStep::SemiLagrangianAdvectionStep(const Grid& grid,
+                                                         const VelocityField& velocity, double dt,
+                                                         Interpolation kind,
+                                                         AdvectionSolveOptions solve)
+    : Step(grid),
+      kind_(kind),
+      dt_(checkedTimeStep("semi-Lagrangian advection", dt)),
+      exchange_(grid),
+      local_(exchange_.createLocal()) {
+  solve.validate();
+  velocity.checkGrid(grid);
+  DepartureTables tables = buildDepartureTables(grid, velocity, dt_, kind, name());
+  departure_ = std::move(tables.ahead);
+  reverse_departure_ = std::move(tables.back);
+  cfl_ = tables.cfl;
+  required_width_ = tables.required_width;
+  solver_ = std::make_unique<detail::KrylovSolver>(
+      grid, KSPGMRES, "inverse of the " + name() + " step", "advection_sl_inv_", solve,
+      [this](Vec a, Vec b) { forward(a, b); }, [this](Vec a, Vec b) { approximateInverse(a, b); });
+}
+
+SemiLagrangianAdvectionStep::~SemiLagrangianAdvectionStep() = default;
+
+std::string SemiLagrangianAdvectionStep::name() const {
+  return std::string("semi-lagrangian-") + toString(kind_) + "-advection";
+}
+
+void SemiLagrangianAdvectionStep::interpolate(const InterpolationTable& table, Vec x, Vec y) {
+  exchange_.globalToLocal(x, local_);
+  const PetscScalar* xl = nullptr;
+  PetscScalar* ya = nullptr;
+  PG_CALL(VecGetArrayRead(local_, &xl));
+  PG_CALL(VecGetArray(y, &ya));
+  table.gather(xl, ya);
+  PG_CALL(VecRestoreArray(y, &ya));
+  PG_CALL(VecRestoreArrayRead(local_, &xl));
+}
+
+void SemiLagrangianAdvectionStep::forward(Vec x, Vec y) { interpolate(*departure_, x, y); }
+
+void SemiLagrangianAdvectionStep::jvp(Vec, Vec dx, Vec dy) { interpolate(*departure_, dx, dy); }
+
+void SemiLagrangianAdvectionStep::vjp(Vec, Vec w, Vec wx) {
+  PG_CALL(VecSet(local_, 0.0));
+  const PetscScalar* wa = nullptr;
+  PetscScalar* zl = nullptr;
+  PG_CALL(VecGetArrayRead(w, &wa));
+  PG_CALL(VecGetArray(local_, &zl));
+  departure_->scatterAdd(wa, zl);
+  PG_CALL(VecRestoreArray(local_, &zl));
+  PG_CALL(VecRestoreArrayRead(w, &wa));
+  PG_CALL(VecSet(wx, 0.0));
+  exchange_.addLocalToGlobal(local_, wx);
+}
+
+void SemiLagrangianAdvectionStep::approximateInverse(Vec y, Vec x) {
+  interpolate(*reverse_departure_, y, x);
+}
+
+void SemiLagrangianAdvectionStep::inverse(Vec, Vec y, Vec x) {
+  approximateInverse(y, x);
+  solver_->solve(y, x);
+}
+
+PetscInt SemiLagrangianAdvectionStep::lastInverseIterations() const {
+  return solver_->lastIterations();
+}
+
+// ---------------------------------------------------------------------------------------
+// MacCormack.
+
+MacCormackAdvectionStep::MacCormackAdvectionStep(const Grid& grid, const VelocityField& velocity,
+                                                 double dt, AdvectionSolveOptions solve)
+    : Step(grid),
+      dt_(checkedTimeStep("MacCormack advection", dt)),
+      solve_(solve),
+      exchange_(grid),
+      local_a_(exchange_.createLocal()),
+      local_b_(exchange_.createLocal()),
+      work_a_(grid.createGlobal()),
+      work_b_(grid.createGlobal()),
+      work_c_(grid.createGlobal()),
+      linearised_at_(grid.createGlobal()) {
+  solve_.validate();
+  velocity.checkGrid(grid);
+  DepartureTables tables =
+      buildDepartureTables(grid, velocity, dt_, Interpolation::Linear, "MacCormack advection");
+  departure_ = std::move(tables.ahead);
+  reverse_departure_ = std::move(tables.back);
+  cfl_ = tables.cfl;
+  required_width_ = tables.required_width;
+  const size_t entries = static_cast<size_t>(grid.owned().count() * grid.dof());
+  active_.assign(entries, kUnclamped);
+  scratch_active_.assign(entries, kUnclamped);
+  AdvectionSolveOptions newton = solve_;
+  newton.rtol = solve_.newton_rtol;
+  newton_gmres_ = std::make_unique<detail::KrylovSolver>(
+      grid, KSPGMRES, "GMRES Newton step of the MacCormack inverse", "advection_maccormack_newton_",
+      newton, [this](Vec a, Vec b) { tangent(a, b); },
+      [this](Vec a, Vec b) { reverseLinear(a, b); });
+  newton_lsqr_ = std::make_unique<detail::KrylovSolver>(
+      grid, KSPLSQR, "LSQR Newton step of the MacCormack inverse", "advection_maccormack_lsqr_",
+      newton, [this](Vec a, Vec b) { tangent(a, b); }, detail::KrylovSolver::Apply{},
+      [this](Vec a, Vec b) { adjoint(a, b); });
+}
+
+MacCormackAdvectionStep::~MacCormackAdvectionStep() = default;
+
+void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const InterpolationTable& back,
+                                    Vec x, Vec y, std::vector<PetscInt>& active) {
+  const PetscInt dof = grid().dof();
+  exchange_.globalToLocal(x, local_a_);
+  const PetscScalar* xl = nullptr;
+  PetscScalar* tilde = nullptr;
+  PG_CALL(VecGetArrayRead(local_a_, &xl));
+  PG_CALL(VecGetArray(work_a_, &tilde));
+  ahead.gather(xl, tilde);
+  PG_CALL(VecRestoreArray(work_a_, &tilde));
+  exchange_.globalToLocal(work_a_, local_b_);
+  const PetscScalar* tl = nullptr;
+  PetscScalar* hat = nullptr;
+  PG_CALL(VecGetArrayRead(local_b_, &tl));
+  PG_CALL(VecGetArray(work_b_, &hat));
+  back.gather(tl, hat);
+  PG_CALL(VecRestoreArray(work_b_, &hat));
+  PG_CALL(VecRestoreArrayRead(local_b_, &tl));
+
+  const PetscScalar *xa = nullptr, *ta = nullptr, *ha = nullptr;
+  PetscScalar* ya = nullptr;
+  PG_CALL(VecGetArrayRead(x, &xa));
+  PG_CALL(VecGetArrayRead(work_a_, &ta));
+  PG_CALL(VecGetArrayRead(work_b_, &ha));
+  PG_CALL(VecGetArray(y, &ya));
+  withStencilShape(grid().dim(), Interpolation::Linear, [&](auto d, auto n) {
+    constexpr int D = decltype(d)::value, N = decltype(n)::value;
+    for (PetscInt p = 0; p < ahead.size(); ++p) {
+      const PetscInt* off = ahead.offsets(p);
+      const std::uint8_t* in = ahead.inside(p);
+      for (PetscInt c = 0; c < dof; ++c) {
+        const PetscInt e = p * dof + c;
+        const double corrected = ta[e] + 0.5 * (xa[e] - ha[e]);
+        const NodeRange r = nodeRangeAt<D, N>(off, in, xl + c);
+        if (corrected < r.lo) {
+          ya[e] = r.lo;
+          active[static_cast<size_t>(e)] = r.lo_offset < 0 ? kExterior : r.lo_offset + c;
+        } else if (corrected > r.hi) {
+          ya[e] = r.hi;
+          active[static_cast<size_t>(e)] = r.hi_offset < 0 ? kExterior : r.hi_offset + c;
+        } else {
+          ya[e] = corrected;
+          active[static_cast<size_t>(e)] = kUnclamped;
+        }
+      }
+    }
+  });
+  PG_CALL(VecRestoreArray(y, &ya));
+  PG_CALL(VecRestoreArrayRead(work_b_, &ha));
+  PG_CALL(VecRestoreArrayRead(work_a_, &ta));
+  PG_CALL(VecRestoreArrayRead(x, &xa));
+  PG_CALL(VecRestoreArrayRead(local_a_, &xl));
+}
+
+void MacCormackAdvectionStep::forward(Vec x, Vec y) {
+  apply(*departure_, *reverse_departure_, x, y, active_);
+  PG_CALL(VecCopy(x, linearised_at_));
+  linearised_ = true;
+}
+
+PetscInt MacCormackAdvectionStep::clampedAtLinearisation() const {
+  return countClamped(grid(), active_, kUnclamped);
+}
+
+void MacCormackAdvectionStep::linearise(Vec x) {
+  PetscBool same = PETSC_FALSE;
+  if (linearised_) PG_CALL(VecEqual(x, linearised_at_, &same));
+  if (!same) forward(x, work_c_);
+}
+
+void MacCormackAdvectionStep::tangent(Vec dx, Vec dy) {
+  exchange_.globalToLocal(dx, local_a_);
+  const PetscScalar* dl = nullptr;
+  PetscScalar* tilde = nullptr;
+  PG_CALL(VecGetArrayRead(local_a_, &dl));
+  PG_CALL(VecGetArray(work_a_, &tilde));
+  departure_->gather(dl, tilde);
+  PG_CALL(VecRestoreArray(work_a_, &tilde));
+  exchange_.globalToLocal(work_a_, local_b_);
+  const PetscScalar* tl = nullptr;
+  PetscScalar* hat = nullptr;
+  PG_CALL(VecGetArrayRead(local_b_, &tl));
+  PG_CALL(VecGetArray(work_b_, &hat));
+  reverse_departure_->gather(tl, hat);
+  PG_CALL(VecRestoreArray(work_b_, &hat));
+  PG_CALL(VecRestoreArrayRead(local_b_, &tl));
+
+  const PetscScalar *da = nullptr, *ta = nullptr, *ha = nullptr;
+  PetscScalar* out = nullptr;
+  PG_CALL(VecGetArrayRead(dx, &da));
+  PG_CALL(VecGetArrayRead(work_a_, &ta));
+  PG_CALL(VecGetArrayRead(work_b_, &ha));
+  PG_CALL(VecGetArray(dy, &out));
+  for (size_t e = 0; e < active_.size(); ++e) {
+    const PetscInt a = active_[e];
+    out[e] = a == kUnclamped ? ta[e] + 0.5 * (da[e] - ha[e]) : (a == kExterior ? 0.0 : dl[a]);
+  }
+  PG_CALL(VecRestoreArray(dy, &out));
+  PG_CALL(VecRestoreArrayRead(work_b_, &ha));
+  PG_CALL(VecRestoreArrayRead(work_a_, &ta));
+  PG_CALL(VecRestoreArrayRead(dx, &da));
+  PG_CALL(VecRestoreArrayRead(local_a_, &dl));
+}
+
+void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
+  // J = M (A + I/2 - B A / 2) + P  (M: unclamped rows, P: selection of the active node), so
+  // J^T w = A^T (u - B^T u / 2) + u / 2 + P^T w  with  u = M w.
+  const PetscScalar* wa = nullptr;
+  PetscScalar* u = nullptr;
+  PG_CALL(VecGetArrayRead(w, &wa));
+  PG_CALL(VecGetArray(work_a_, &u));
+  for (size_t e = 0; e < active_.size(); ++e) u[e] = active_[e] == kUnclamped ? wa[e] : 0.0;
+  PG_CALL(VecSet(local_b_, 0.0));
+  PetscScalar* lb = nullptr;
+  PG_CALL(VecGetArray(local_b_, &lb));
+  reverse_departure_->scatterAdd(u, lb);
+  PG_CALL(VecRestoreArray(local_b_, &lb));
+  PG_CALL(VecSet(work_b_, 0.0));
+  exchange_.addLocalToGlobal(local_b_, work_b_);  // B^T u
+  PetscScalar* r = nullptr;
+  PG_CALL(VecGetArray(work_b_, &r));
+  for (size_t e = 0; e < active_.size(); ++e) r[e] = u[e] - 0.5 * r[e];
+  PG_CALL(VecSet(local_a_, 0.0));
+  PetscScalar* la = nullptr;
+  PG_CALL(VecGetArray(local_a_, &la));
+  departure_->scatterAdd(r, la);
+  for (size_t e = 0; e < active_.size(); ++e) {
+    if (active_[e] >= 0) la[active_[e]] += wa[e];
+  }
+  PG_CALL(VecRestoreArray(local_a_, &la));
+  PG_CALL(VecRestoreArray(work_b_, &r));
+  PG_CALL(VecRestoreArray(work_a_, &u));
+  PG_CALL(VecRestoreArrayRead(w, &wa));
+  PG_CALL(VecSet(wx, 0.0));
+  exchange_.addLocalToGlobal(local_a_, wx);
+  PG_CALL(VecAXPY(wx, 0.5, work_a_));
+}
+
+void MacCormackAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {
+  linearise(x);
+  tangent(dx, dy);
+}
+
+void MacCormackAdvectionStep::vjp(Vec x, Vec w, Vec wx) {
+  linearise(x);
+  adjoint(w, wx);
+}
+
+void MacCormackAdvectionStep::approximateInverse(Vec y, Vec x) {
+  apply(*reverse_departure_, *departure_, y, x, scratch_active_);
+}
+
+void MacCormackAdvectionStep::reverseLinear(Vec y, Vec x) {
+  exchange_.globalToLocal(y, local_a_);
+  const PetscScalar* yl = nullptr;
+  PetscScalar* xa = nullptr;
+  PG_CALL(VecGetArrayRead(local_a_, &yl));
+  PG_CALL(VecGetArray(x, &xa));
+  reverse_departure_->gather(yl, xa);
+  PG_CALL(VecRestoreArray(x, &xa));
+  PG_CALL(VecRestoreArrayRead(local_a_, &yl));
+}
+
+double MacCormackAdvectionStep::residualNorm(Vec x, Vec y, Vec residual) {
+  forward(x, residual);  // also linearises at x
+  PG_CALL(VecAXPY(residual, -1.0, y));
+  PetscReal norm = 0.0;
+  PG_CALL(VecNorm(residual, NORM_2, &norm));
+  if (!std::isfinite(norm)) throw NonFiniteError("MacCormack inverse: the residual is not finite");
+  return norm;
+}
+
+void MacCormackAdvectionStep::inverse(Vec x0, Vec y, Vec x) {
+  OwnedVec residual = grid().createGlobal(), step = grid().createGlobal(),
+           trial = grid().createGlobal();
+  // Start from the better of the linearisation point (the local inverse around x0 passes
+  // through it) and the reverse-velocity MacCormack step.
+  approximateInverse(y, x);
+  double rnorm = residualNorm(x, y, residual);
+  if (x0) {
+    const double r0 = residualNorm(x0, y, trial);  // linearises at x0
+    if (r0 < rnorm) {
+      PG_CALL(VecCopy(x0, x));
+      PG_CALL(VecCopy(trial, residual));
+      rnorm = r0;
+    } else {
+      rnorm = residualNorm(x, y, residual);  // back to the linearisation at x
+    }
+  }
+  PetscReal ynorm = 0.0;
+  PG_CALL(VecNorm(y, NORM_2, &ynorm));
+  const double target = std::max(solve_.rtol * ynorm, solve_.atol);
+  krylov_its_ = 0;
+  std::ostringstream history;
+  history.precision(2);
+  auto relative = [&](double r) { return ynorm > 0.0 ? r / ynorm : r; };
+  history << relative(rnorm);
+  auto fail = [&](const std::string& why) {
+    std::ostringstream os;
+    os << "MacCormack inverse did not converge: " << why << "; ||S(x) - y|| / ||y|| per Newton "
+       << "iteration: " << history.str() << " (rtol " << solve_.rtol << ")";
+    throw PetscException(PETSC_ERR_NOT_CONVERGED, os.str());
+  };
+  for (newton_its_ = 0; rnorm > target; ++newton_its_) {
+    if (newton_its_ >= solve_.max_newton) {
+      fail("no convergence in " + std::to_string(solve_.max_newton) + " Newton iterations");
+    }
+    // Newton step J d = S(x) - y: GMRES first; where the limiter makes J singular (two
+    // values clamped to the same node) GMRES stagnates, and LSQR still finds the
+    // least-squares step.
+    reverseLinear(residual, step);
+    const detail::KrylovSolver::Outcome gmres = newton_gmres_->attempt(residual, step);
+    krylov_its_ += newton_gmres_->lastIterations();
+    if (!gmres.converged) {
+      PG_CALL(VecSet(step, 0.0));
+      const detail::KrylovSolver::Outcome lsqr = newton_lsqr_->attempt(residual, step);
+      krylov_its_ += newton_lsqr_->lastIterations();
+      if (!(lsqr.residual < 0.99 * lsqr.bnorm)) {
+        fail("the Newton step makes no progress (" + newton_gmres_->describe(gmres) + "; " +
+             newton_lsqr_->describe(lsqr) + ")");
+      }
+    }
+    // S is piecewise linear: a full step that crosses into another piece can overshoot or
+    // cycle between pieces, so the step is halved until the residual decreases.
+    double t = 1.0, trial_norm = 0.0;
+    for (int halving = 0;; ++halving) {
+      PG_CALL(VecWAXPY(trial, -t, step, x));
+      trial_norm = residualNorm(trial, y, residual);
+      if (trial_norm < rnorm) break;
+      if (halving == 8) fail("no step length along the Newton direction reduces the residual");
+      t *= 0.5;
+    }
+    PG_CALL(VecCopy(trial, x));  // the residual (and the linearisation) belong to it already
+    rnorm = trial_norm;
+    history << ", " << relative(rnorm);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Factories.
+
+AdvectionScheme parseAdvectionScheme(const std::string& text, const std::string& option) {
+  if (text == "upwind") return AdvectionScheme::Upwind;
+  if (text == "sl-linear") return AdvectionScheme::SemiLagrangianLinear;
+  if (text == "sl-cubic") return AdvectionScheme::SemiLagrangianCubic;
+  if (text == "maccormack") return AdvectionScheme::MacCormack;
+  throw InputError("option " + option + ": unknown advection scheme '" + text +
+                   "' (allowed: upwind, sl-linear, sl-cubic, maccormack)");
+}
+
+const char* toString(AdvectionScheme scheme) {
+  switch (scheme) {
+    case AdvectionScheme::Upwind:
+      return "upwind";
+    case AdvectionScheme::SemiLagrangianLinear:
+      return "sl-linear";
+    case AdvectionScheme::SemiLagrangianCubic:
+      return "sl-cubic";
+    case AdvectionScheme::MacCormack:
+      return "maccormack";
+  }
+  return "unknown";
+}
+
+std::shared_ptr<Step> makeAdvectionStep(const Grid& grid, AdvectionScheme scheme,
+                                        const VelocityField& velocity, double dt,
+                                        AdvectionSolveOptions solve) {
+  switch (scheme) {
+    case AdvectionScheme::Upwind:
+      return std::make_shared<UpwindAdvectionStep>(grid, velocity, dt, solve);
+    case AdvectionScheme::SemiLagrangianLinear:
+      return std::make_shared<SemiLagrangianAdvectionStep>(grid, velocity, dt,
+                                                           Interpolation::Linear, solve);
+    case AdvectionScheme::SemiLagrangianCubic:
+      return std::make_shared<SemiLagrangianAdvectionStep>(grid, velocity, dt, Interpolation::Cubic,
+                                                           solve);
+    case AdvectionScheme::MacCormack:
+      return std::make_shared<MacCormackAdvectionStep>(grid, velocity, dt, solve);
+  }
+  throw InputError("unknown advection scheme");
+}
+
+std::unique_ptr<Simulator> makeAdvectionSimulator(const Grid& grid, AdvectionScheme scheme,
+                                                  const VelocityField& velocity, double t_end,
+                                                  PetscInt steps, AdvectionSolveOptions solve) {
+  if (steps <= 0) {
+    throw InputError("the number of time steps must be positive (got " + std::to_string(steps) +
+                     ")");
+  }
+  if (!(t_end > 0.0) || !std::isfinite(t_end)) {
+    std::ostringstream os;
+    os << "the end time must be positive and finite (got " << t_end << ")";
+    throw InputError(os.str());
+  }
+  // The steps are identical, so one object serves all K (a nonlinear step relinearises
+  // when asked about a different state).
+  std::shared_ptr<Step> step =
+      makeAdvectionStep(grid, scheme, velocity, t_end / static_cast<double>(steps), solve);
+  return std::make_unique<Simulator>(grid, std::vector<std::shared_ptr<Step>>(steps, step));
+}
+
+}  // namespace physgrad
