@@ -60,6 +60,14 @@ bool InverseProblem::inverse(Vec x0, Vec y, Vec x) {
   return true;
 }
 
+JacobianOperator& InverseProblem::jacobian(Vec x) {
+  if (!jacobian_)
+    jacobian_ = std::make_unique<JacobianOperator>(*sim_, x);
+  else
+    jacobian_->setPoint(x);
+  return *jacobian_;
+}
+
 SolveCounts InverseProblem::counts() const {
   const StepCounts& now = sim_->counts();
   const double k = static_cast<double>(sim_->numSteps());

@@ -10,7 +10,8 @@
 namespace physgrad {
 
 const std::vector<std::string>& OptimizerOptions::knownTypes() {
-  static const std::vector<std::string> types = {"gd", "gd_armijo", "lbfgs", "pg"};
+  static const std::vector<std::string> types = {
+      "gd", "gd_armijo", "lbfgs", "bqnls", "bncg", "gn", "newton", "ig", "pg", "hig", "lbfgs_inv"};
   return types;
 }
 
@@ -73,6 +74,23 @@ void OptimizerOptions::validate() const {
   requirePositive(pg_eta, "pg_eta");
   requireFraction(pg_shrink, "pg_shrink");
   if (pg_max_shrinks < 0) throw InputError("option -opt_pg_max_shrinks must be >= 0");
+  if (ig_method != "gmres" && ig_method != "lsqr" && ig_method != "cgls" &&
+      ig_method != "normal_cg") {
+    throw InputError("option -opt_ig_method: unknown method '" + ig_method +
+                     "' (allowed: gmres, lsqr, cgls, normal_cg)");
+  }
+  requirePositive(ig_rtol, "ig_rtol");
+  if (ig_max_it < 1) throw InputError("option -opt_ig_max_it must be >= 1");
+  requireNonNegative(ig_damping, "ig_damping");
+  if (ig_damping > 0.0 && ig_method != "normal_cg")
+    throw InputError("option -opt_ig_damping needs -opt_ig_method normal_cg");
+  requireNonNegative(gn_damping, "gn_damping");
+  if (gn_max_cg < 1) throw InputError("option -opt_gn_max_cg must be >= 1");
+  requirePositive(newton_eta, "newton_eta");
+  requirePositive(newton_rtol, "newton_rtol");
+  requirePositive(hig_eta, "hig_eta");
+  requireFraction(hig_rcond, "hig_rcond");
+  if (hig_lanczos < 1) throw InputError("option -opt_hig_lanczos must be >= 1");
 }
 
 namespace {
@@ -95,8 +113,8 @@ PetscErrorCode readOptions(MPI_Comm comm, const char* prefix, OptimizerOptions* 
         PetscCall(PetscFree(raw[i]));
       }
     }
-    PetscCall(PetscOptionsInt("-max_it", "Iterations per optimiser", nullptr, o->max_it,
-                              &o->max_it, nullptr));
+    PetscCall(PetscOptionsInt("-max_it", "Iterations per optimiser", nullptr, o->max_it, &o->max_it,
+                              nullptr));
     PetscCall(PetscOptionsReal("-loss_tol", "Stop when the loss falls to this value (0: off)",
                                nullptr, o->loss_tol, &o->loss_tol, nullptr));
     PetscCall(PetscOptionsReal("-residual_rtol",
@@ -105,8 +123,8 @@ PetscErrorCode readOptions(MPI_Comm comm, const char* prefix, OptimizerOptions* 
     PetscCall(PetscOptionsReal("-target_error",
                                "Stop when the relative L2 error of x reaches this (0: off)",
                                nullptr, o->target_error, &o->target_error, nullptr));
-    PetscCall(PetscOptionsReal("-time_budget", "Wall-clock seconds per optimiser (0: off)",
-                               nullptr, o->time_budget, &o->time_budget, nullptr));
+    PetscCall(PetscOptionsReal("-time_budget", "Wall-clock seconds per optimiser (0: off)", nullptr,
+                               o->time_budget, &o->time_budget, nullptr));
     PetscCall(PetscOptionsReal("-gd_step", "GD step size (fixed GD) / first trial step (Armijo)",
                                nullptr, o->gd_step, &o->gd_step, nullptr));
     PetscCall(PetscOptionsReal("-armijo_c1", "Armijo sufficient-decrease constant", nullptr,
@@ -116,16 +134,42 @@ PetscErrorCode readOptions(MPI_Comm comm, const char* prefix, OptimizerOptions* 
     PetscCall(PetscOptionsInt("-armijo_max_backtracks", "Armijo backtracking steps before failure",
                               nullptr, o->armijo_max_backtracks, &o->armijo_max_backtracks,
                               nullptr));
-    PetscCall(PetscOptionsReal("-pg_eta", "PG step in y-space (1: full Newton step of the loss)",
+    PetscCall(PetscOptionsReal("-pg_eta", "PG/IG step in y-space (1: full Newton step of the loss)",
                                nullptr, o->pg_eta, &o->pg_eta, nullptr));
-    PetscCall(PetscOptionsReal("-pg_shrink", "Factor on eta when PG does not decrease the loss",
-                               nullptr, o->pg_shrink, &o->pg_shrink, nullptr));
+    PetscCall(PetscOptionsReal("-pg_shrink",
+                               "Factor on eta when PG/IG/HIG do not decrease the loss", nullptr,
+                               o->pg_shrink, &o->pg_shrink, nullptr));
     PetscCall(PetscOptionsInt("-pg_max_shrinks",
-                              "Shrinks of eta before PG falls back to an Armijo GD step", nullptr,
+                              "Shrinks of eta before PG falls back to IG, then GD", nullptr,
                               o->pg_max_shrinks, &o->pg_max_shrinks, nullptr));
+    char method[32];
+    PetscCall(PetscStrncpy(method, o->ig_method.c_str(), sizeof method));
+    PetscCall(PetscOptionsString("-ig_method", "IG Krylov method: gmres, lsqr, cgls, normal_cg",
+                                 nullptr, method, method, sizeof method, nullptr));
+    o->ig_method = method;
+    PetscCall(PetscOptionsReal("-ig_rtol", "IG Krylov tolerance (also J^{-1}J^{-T} of lbfgs_inv)",
+                               nullptr, o->ig_rtol, &o->ig_rtol, nullptr));
+    PetscCall(PetscOptionsInt("-ig_max_it", "IG Krylov iteration cap", nullptr, o->ig_max_it,
+                              &o->ig_max_it, nullptr));
+    PetscCall(PetscOptionsReal("-ig_damping", "Tikhonov damping of the IG solve (normal_cg)",
+                               nullptr, o->ig_damping, &o->ig_damping, nullptr));
+    PetscCall(PetscOptionsReal("-gn_damping", "Damping mu of Gauss-Newton (J^T J + mu I)", nullptr,
+                               o->gn_damping, &o->gn_damping, nullptr));
+    PetscCall(PetscOptionsInt("-gn_max_cg", "CG iterations per Gauss-Newton step", nullptr,
+                              o->gn_max_cg, &o->gn_max_cg, nullptr));
+    PetscCall(PetscOptionsReal("-newton_eta", "Fixed Newton step factor", nullptr, o->newton_eta,
+                               &o->newton_eta, nullptr));
+    PetscCall(PetscOptionsReal("-newton_rtol", "CG tolerance of the Newton system", nullptr,
+                               o->newton_rtol, &o->newton_rtol, nullptr));
+    PetscCall(
+        PetscOptionsReal("-hig_eta", "HIG step factor", nullptr, o->hig_eta, &o->hig_eta, nullptr));
+    PetscCall(PetscOptionsReal("-hig_rcond", "HIG: drop singular values below rcond*sigma_max",
+                               nullptr, o->hig_rcond, &o->hig_rcond, nullptr));
+    PetscCall(PetscOptionsInt("-hig_lanczos", "HIG: Lanczos steps on J^T J per update", nullptr,
+                              o->hig_lanczos, &o->hig_lanczos, nullptr));
     PetscBool mon = o->monitor ? PETSC_TRUE : PETSC_FALSE;
-    PetscCall(PetscOptionsBool("-monitor", "Print one line per iteration", nullptr, mon, &mon,
-                               nullptr));
+    PetscCall(
+        PetscOptionsBool("-monitor", "Print one line per iteration", nullptr, mon, &mon, nullptr));
     o->monitor = mon == PETSC_TRUE;
   }
   PetscOptionsEnd();

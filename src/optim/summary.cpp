@@ -19,16 +19,15 @@ std::string Summary::briefReport() const {
      << " iterations, loss " << format("%.4e", initial_loss) << " -> "
      << format("%.4e", final_loss);
   if (has_truth) os << ", relative x-error " << format("%.3e", x_error.relative_l2);
-  os << ", " << format("%.1f", solves.total()) << " PDE solves, " << format("%.3f", wall)
-     << " s";
+  os << ", " << format("%.1f", solves.total()) << " PDE solves, " << format("%.3f", wall) << " s";
   return os.str();
 }
 
 std::string Summary::fullReport() const {
   std::ostringstream os;
   os << "Optimiser           " << optimizer << "\n"
-     << "Termination         " << toString(termination) << (detail.empty() ? "" : " (" + detail + ")")
-     << "\n"
+     << "Termination         " << toString(termination)
+     << (detail.empty() ? "" : " (" + detail + ")") << "\n"
      << "Iterations          " << iterations << "\n"
      << "Initial loss        " << format("%.6e", initial_loss) << "\n"
      << "Final loss          " << format("%.6e", final_loss) << "\n";
@@ -40,7 +39,8 @@ std::string Summary::fullReport() const {
   os << "Simulator runs      forward " << format("%.1f", solves.forward) << ", adjoint "
      << format("%.1f", solves.adjoint) << ", tangent " << format("%.1f", solves.tangent)
      << ", inverse " << format("%.1f", solves.inverse) << "\n"
-     << "Gradient fallbacks  " << fallbacks << "\n"
+     << "Fallbacks           " << fallbacks << " (to IG " << fallbacks_ig << ", to GD "
+     << fallbacks_gd << ")\n"
      << "Wall time           " << format("%.3f", wall) << " s\n";
   return os.str();
 }
@@ -57,7 +57,8 @@ std::string comparisonTable(const std::vector<Summary>& runs) {
        << format("%.0f", s.solves.total()) << " (" << format("%.0f", s.solves.forward) << "/"
        << format("%.0f", s.solves.adjoint) << "/" << format("%.0f", s.solves.inverse) << ") | "
        << format("%.3f", s.wall) << " | " << toString(s.termination)
-       << (s.fallbacks ? ", " + std::to_string(s.fallbacks) + " GD fallbacks" : "") << " |\n";
+       << (s.fallbacks_ig ? ", " + std::to_string(s.fallbacks_ig) + " IG fallbacks" : "")
+       << (s.fallbacks_gd ? ", " + std::to_string(s.fallbacks_gd) + " GD fallbacks" : "") << " |\n";
   }
   return os.str();
 }

@@ -77,6 +77,27 @@ bool Simulator::isLinear() const {
   return true;
 }
 
+bool Simulator::hasSelfAdjointSteps() const {
+  for (const auto& s : steps_)
+    if (!s->isSelfAdjoint()) return false;
+  return true;
+}
+
+void Simulator::inverseTranspose(Vec v, Vec z) {
+  if (!hasSelfAdjointSteps()) {
+    throw NotImplemented("inverseTranspose needs linear self-adjoint steps; simulator '" + name() +
+                         "' has others");
+  }
+  const size_t K = steps_.size();
+  Vec in = v;
+  for (size_t k = 0; k < K; ++k) {
+    Vec out = k + 1 == K ? z : (k % 2 == 0 ? rev_a_.get() : rev_b_.get());
+    steps_[k]->inverse(nullptr, in, out);
+    ++counts_.inverse;
+    in = out;
+  }
+}
+
 void Simulator::forward(Vec x, Vec y) {
   const size_t K = steps_.size();
   const bool record = !slots_.empty();

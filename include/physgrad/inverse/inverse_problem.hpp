@@ -2,9 +2,11 @@
 // min_x L(P(x)): the simulator, the loss and (when known) the true x, with counts of
 // every PDE solve the optimisers spend.
 
-#include <optional>
+#include <functional>
+#include <memory>
 
 #include "physgrad/inverse/loss.hpp"
+#include "physgrad/physics/jacobian.hpp"
 #include "physgrad/physics/simulator.hpp"
 
 namespace physgrad {
@@ -44,6 +46,15 @@ class InverseProblem {
   /// (x undefined) when a solve meets Inf/NaN.
   bool inverse(Vec x0, Vec y, Vec x);
 
+  /// The Jacobian of the simulator at x (the returned operator is reused between calls).
+  JacobianOperator& jacobian(Vec x);
+
+  /// Hv = (d^2 L(P(x)) / dx^2) v, for problems small or special enough to supply it
+  /// (the Newton update rule needs it).
+  using HessianAction = std::function<void(Vec x, Vec v, Vec Hv)>;
+  void setHessianAction(HessianAction h) { hessian_ = std::move(h); }
+  const HessianAction& hessianAction() const { return hessian_; }
+
   /// Requires the truth.
   XError xError(Vec x) const;
 
@@ -62,6 +73,8 @@ class InverseProblem {
   double last_loss_ = 0.0;
   mutable OwnedVec diff_;
   StepCounts baseline_;
+  std::unique_ptr<JacobianOperator> jacobian_;
+  HessianAction hessian_;
 };
 
 }  // namespace physgrad

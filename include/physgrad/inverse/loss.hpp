@@ -17,18 +17,20 @@ class Loss {
   virtual void newtonStep(Vec y, Vec dy) = 0;
 };
 
-/// L(y) = 1/2 ||y - y*||^2 (Euclidean, over all grid points).
+/// L(y) = w/2 ||y - y*||^2 (Euclidean, over all grid points; weight w > 0, default 1).
 class SquaredLoss final : public Loss {
  public:
   /// Copies the target y*.
-  explicit SquaredLoss(Vec target);
+  explicit SquaredLoss(Vec target, double weight = 1.0);
   double value(Vec y) override;
-  void gradient(Vec y, Vec g) override;  // y - y*
-  void newtonStep(Vec y, Vec dy) override;  // -(y - y*)
+  void gradient(Vec y, Vec g) override;     // w (y - y*)
+  void newtonStep(Vec y, Vec dy) override;  // -(y - y*), independent of w
   Vec target() const { return target_; }
+  double weight() const { return weight_; }
 
  private:
   OwnedVec target_, residual_;
+  double weight_;
 };
 
 }  // namespace physgrad

@@ -23,6 +23,7 @@ class ExplicitDiffusionStep final : public Step {
   ExplicitDiffusionStep(const Grid& grid, DiffusionParams p, LinearSolveOptions solve = {});
   std::string name() const override { return "explicit-diffusion"; }
   bool isLinear() const override { return true; }
+  bool isSelfAdjoint() const override { return true; }
   void forward(Vec x, Vec y) override;
   void jvp(Vec x, Vec dx, Vec dy) override;
   void vjp(Vec x, Vec w, Vec wx) override;
@@ -45,6 +46,7 @@ class ImplicitDiffusionStep final : public Step {
                         LinearSolveOptions solve = {});
   std::string name() const override;
   bool isLinear() const override { return true; }
+  bool isSelfAdjoint() const override { return true; }
   void forward(Vec x, Vec y) override;
   void jvp(Vec x, Vec dx, Vec dy) override;
   void vjp(Vec x, Vec w, Vec wx) override;

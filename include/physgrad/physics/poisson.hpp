@@ -24,6 +24,7 @@ class PoissonStep final : public Step {
 
   std::string name() const override { return "poisson"; }
   bool isLinear() const override { return true; }
+  bool isSelfAdjoint() const override { return true; }
   void forward(Vec x, Vec y) override;
   void jvp(Vec x, Vec dx, Vec dy) override;
   void vjp(Vec x, Vec w, Vec wx) override;

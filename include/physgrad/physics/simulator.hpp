@@ -51,6 +51,12 @@ class Simulator final : public Step {
   /// for k = K ... 1, starting from x_K = y.
   void inverse(Vec x0, Vec y, Vec x) override;
 
+  /// True when every step is linear and self-adjoint; then J^{-T} is available cheaply.
+  bool hasSelfAdjointSteps() const;
+  /// z = J^{-T} v for simulators of linear self-adjoint steps: J^T = S_1 ... S_K, so
+  /// J^{-T} applies the step inverses in forward order.  Throws NotImplemented otherwise.
+  void inverseTranspose(Vec v, Vec z);
+
   const StepCounts& counts() const { return counts_; }
   /// Forward steps the last reverse sweep recomputed.
   long lastRecomputed() const { return last_recomputed_; }

@@ -136,6 +136,7 @@ class SpectralDiffusionStep final : public Step {
 
   std::string name() const override { return "spectral-diffusion"; }
   bool isLinear() const override { return true; }
+  bool isSelfAdjoint() const override { return true; }
   void forward(Vec x, Vec y) override;
   void jvp(Vec x, Vec dx, Vec dy) override;
   void vjp(Vec x, Vec w, Vec wx) override;

@@ -20,6 +20,8 @@ class Step {
   virtual std::string name() const = 0;
   /// True when S is linear, so that jvp/vjp/inverse do not depend on the point x.
   virtual bool isLinear() const = 0;
+  /// True when S is linear and J = J^T in the Euclidean inner product (e.g. diffusion).
+  virtual bool isSelfAdjoint() const { return false; }
 
   /// y = S(x)
   virtual void forward(Vec x, Vec y) = 0;
