@@ -16,6 +16,7 @@
 #include "physgrad/data/synthetic.hpp"
 #include "physgrad/inverse/inverse_problem.hpp"
 #include "physgrad/io/output.hpp"
+#include "physgrad/optim/comparison.hpp"
 #include "physgrad/optim/optimizer.hpp"
 #include "physgrad/physics/diffusion.hpp"
 #include "physgrad/physics/simulator.hpp"
@@ -28,8 +29,9 @@ static const char kHelp[] =
     "gradient (inverse time stepping).  Data: random soft-edged boxes (seeded, independent of\n"
     "the rank count), diffused to T, plus optional Gaussian noise.\n"
     "Outputs in -output_dir: fields.h5 + fields.xmf (ParaView), history_<optimizer>.csv,\n"
-    "summary.md and summary.csv.\n"
-    "Inner solves: -diffusion_ksp_* / -diffusion_pc_* (implicit part: CG with Jacobi, or GAMG for stiff steps),\n"
+    "comparison.md, comparison.csv and convergence.svg (loss and x-error curves).\n"
+    "Inner solves: -diffusion_ksp_* / -diffusion_pc_* (implicit part: CG with Jacobi, or GAMG for "
+    "stiff steps),\n"
     "-explicit_diffusion_inv_ksp_* and -diffusion_inv_ksp_* (inverse solves); L-BFGS: any\n"
     "-opt_lbfgs_tao_* option.\n\n";
 
@@ -58,12 +60,12 @@ PetscErrorCode readHeatOptions(HeatOptions* o) {
                             nullptr));
   PetscCall(PetscOptionsReal("-length", "Domain side length (default: N, i.e. cell size 1)",
                              nullptr, o->length, &o->length, nullptr));
-  PetscCall(PetscOptionsReal("-kappa", "Diffusivity (>= 0)", nullptr, o->kappa, &o->kappa,
-                             nullptr));
+  PetscCall(
+      PetscOptionsReal("-kappa", "Diffusivity (>= 0)", nullptr, o->kappa, &o->kappa, nullptr));
   PetscCall(PetscOptionsReal("-t_end", "End time T of the simulation (> 0)", nullptr, o->t_end,
                              &o->t_end, nullptr));
-  PetscCall(PetscOptionsInt("-steps", "Number of time steps K (> 0)", nullptr, o->steps,
-                            &o->steps, nullptr));
+  PetscCall(PetscOptionsInt("-steps", "Number of time steps K (> 0)", nullptr, o->steps, &o->steps,
+                            nullptr));
   PetscCall(PetscOptionsString("-scheme", "Time step: explicit, implicit (backward Euler), cn",
                                nullptr, scheme, scheme, sizeof scheme, nullptr));
   PetscCall(PetscOptionsReal("-noise", "Std. deviation of Gaussian observation noise (>= 0)",
@@ -95,23 +97,6 @@ void validate(const HeatOptions& o) {
   if (o.seed < 0) fail("-seed", "non-negative", static_cast<double>(o.seed));
 }
 
-std::vector<double> historyRow(const pg::IterationRecord& r) {
-  return {static_cast<double>(r.iteration), r.loss, r.grad_norm, r.x_error, r.step,
-          r.solves.forward, r.solves.adjoint, r.solves.inverse, r.wall};
-}
-
-// Rank 0 writes; a failure is reported on every rank.
-void writeTextFile(const std::string& path, const std::string& text) {
-  int ok = 1;
-  if (pg::isRoot()) {
-    FILE* f = std::fopen(path.c_str(), "w");
-    ok = f && std::fputs(text.c_str(), f) >= 0;
-    if (f && std::fclose(f) != 0) ok = 0;
-  }
-  MPI_Bcast(&ok, 1, MPI_INT, 0, PETSC_COMM_WORLD);
-  if (!ok) throw pg::InputError("cannot write " + path);
-}
-
 int run() {
   HeatOptions ho;
   PG_CALL(readHeatOptions(&ho));
@@ -140,48 +125,30 @@ int run() {
   pg::SquaredLoss loss(observed);
   pg::InverseProblem problem(*sim, loss, truth);
 
-  pg::rootPrintf("heat_inverse: %d x %d periodic grid, h = %g, kappa = %g, T = %g, %d %s steps, "
-                 "noise %g, %d ranks\n",
-                 static_cast<int>(ho.n), static_cast<int>(ho.n), grid.h(0), ho.kappa, ho.t_end,
-                 static_cast<int>(ho.steps), pg::toString(scheme), ho.noise, pg::Environment::size());
+  pg::rootPrintf(
+      "heat_inverse: %d x %d periodic grid, h = %g, kappa = %g, T = %g, %d %s steps, "
+      "noise %g, %d ranks\n",
+      static_cast<int>(ho.n), static_cast<int>(ho.n), grid.h(0), ho.kappa, ho.t_end,
+      static_cast<int>(ho.steps), pg::toString(scheme), ho.noise, pg::Environment::size());
 
-  pg::ensureDirectory(ho.output_dir);
-  std::vector<pg::Summary> runs;
-  std::vector<pg::OwnedVec> results;
-  for (const auto& type : oo.types) {
-    pg::OwnedVec x = grid.createGlobal();  // x0 = 0 for every optimiser
-    runs.push_back(pg::runOptimizer(type, problem, x, oo));
-    results.push_back(std::move(x));
-    pg::CsvWriter csv(ho.output_dir + "/history_" + type + ".csv",
-                      {"iteration", "loss", "grad_norm", "x_rel_l2_error", "step",
-                       "forward_solves", "adjoint_solves", "inverse_solves", "wall_s"});
-    for (const auto& r : runs.back().history) csv.row(historyRow(r));
-  }
-
+  pg::ComparisonOptions co;
+  co.output_dir = ho.output_dir;
+  std::ostringstream title;
+  title << "heat inverse problem, " << ho.n << "^2, " << ho.steps << " " << pg::toString(scheme)
+        << " steps, kappa T = " << ho.kappa * ho.t_end << ", noise " << ho.noise;
+  co.title = title.str();
+  pg::OwnedVec x0 = grid.createGlobal();  // x0 = 0 for every optimiser
+  pg::Comparison cmp = pg::compareOptimizers(problem, x0, oo, co);
+  const std::vector<pg::Summary>& runs = cmp.runs;
   pg::rootPrintf("\n%s\n", pg::comparisonTable(runs).c_str());
   for (const auto& s : runs) pg::rootPrintf("%s\n", s.briefReport().c_str());
 
-  {
-    pg::CsvWriter csv(ho.output_dir + "/summary.csv",
-                      {"optimizer", "termination", "iterations", "final_loss", "x_rel_l2_error",
-                       "x_mean_abs_error", "forward_solves", "adjoint_solves", "inverse_solves",
-                       "wall_s"});
-    for (const auto& s : runs) {
-      csv.row(std::vector<std::string>{
-          s.optimizer, pg::toString(s.termination), std::to_string(s.iterations),
-          pg::CsvWriter::format(s.final_loss), pg::CsvWriter::format(s.x_error.relative_l2),
-          pg::CsvWriter::format(s.x_error.mean_abs), pg::CsvWriter::format(s.solves.forward),
-          pg::CsvWriter::format(s.solves.adjoint), pg::CsvWriter::format(s.solves.inverse),
-          pg::CsvWriter::format(s.wall)});
-    }
-  }
-  writeTextFile(ho.output_dir + "/summary.md", pg::comparisonTable(runs));
   if (ho.write_fields) {
     pg::FieldWriter writer(grid, ho.output_dir + "/fields.h5");
     writer.write(truth, "truth");
     writer.write(observed, "observation");
     for (size_t i = 0; i < runs.size(); ++i)
-      writer.write(results[i], "reconstruction_" + runs[i].optimizer);
+      writer.write(cmp.solutions[i], "reconstruction_" + runs[i].optimizer);
     writer.close();
   }
   pg::rootPrintf("outputs written to %s/\n", ho.output_dir.c_str());

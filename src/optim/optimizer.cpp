@@ -57,6 +57,7 @@ RunRecorder::RunRecorder(const std::string& name, InverseProblem& problem,
     : problem_(problem), options_(options), callback_(callback), start_(wallTime()) {
   summary_.optimizer = name;
   summary_.has_truth = problem.hasTruth();
+  problem_.clearCache();  // runs compared side by side each pay for their first solve
   problem_.resetCounts();
 }
 

@@ -47,16 +47,17 @@ std::string Summary::fullReport() const {
 
 std::string comparisonTable(const std::vector<Summary>& runs) {
   std::ostringstream os;
-  os << "| optimizer | iterations | final loss | rel. L2 x-error | mean abs x-error | PDE solves "
-        "(F/A/I) | wall [s] | termination |\n"
+  os << "| optimizer | iterations | final loss | rel. L2 x-error | mean abs x-error | simulator "
+        "runs (F/A/T/I) | wall [s] | termination |\n"
      << "|---|---:|---:|---:|---:|---:|---:|---|\n";
   for (const auto& s : runs) {
     os << "| " << s.optimizer << " | " << s.iterations << " | " << format("%.4e", s.final_loss)
        << " | " << (s.has_truth ? format("%.4e", s.x_error.relative_l2) : "-") << " | "
        << (s.has_truth ? format("%.4e", s.x_error.mean_abs) : "-") << " | "
        << format("%.0f", s.solves.total()) << " (" << format("%.0f", s.solves.forward) << "/"
-       << format("%.0f", s.solves.adjoint) << "/" << format("%.0f", s.solves.inverse) << ") | "
-       << format("%.3f", s.wall) << " | " << toString(s.termination)
+       << format("%.0f", s.solves.adjoint) << "/" << format("%.0f", s.solves.tangent) << "/"
+       << format("%.0f", s.solves.inverse) << ") | " << format("%.3f", s.wall) << " | "
+       << toString(s.termination)
        << (s.fallbacks_ig ? ", " + std::to_string(s.fallbacks_ig) + " IG fallbacks" : "")
        << (s.fallbacks_gd ? ", " + std::to_string(s.fallbacks_gd) + " GD fallbacks" : "") << " |\n";
   }

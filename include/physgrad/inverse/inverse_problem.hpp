@@ -62,6 +62,8 @@ class InverseProblem {
   /// Simulator runs since construction or the last resetCounts().
   SolveCounts counts() const;
   void resetCounts() { baseline_ = sim_->counts(); }
+  /// Forgets the cached forward solve, so that a new run pays for its own first one.
+  void clearCache() { have_last_ = false; }
 
  private:
   Simulator* sim_;
