@@ -178,10 +178,14 @@ PetscErrorCode readOptions(MPI_Comm comm, const char* prefix, OptimizerOptions* 
 }  // namespace
 
 OptimizerOptions OptimizerOptions::fromCommandLine(MPI_Comm comm, const std::string& prefix) {
-  OptimizerOptions o;
-  PG_CALL(readOptions(comm, prefix.c_str(), &o));
-  o.validate();
-  return o;
+  return fromCommandLine(comm, prefix, OptimizerOptions{});
+}
+
+OptimizerOptions OptimizerOptions::fromCommandLine(MPI_Comm comm, const std::string& prefix,
+                                                   OptimizerOptions defaults) {
+  PG_CALL(readOptions(comm, prefix.c_str(), &defaults));
+  defaults.validate();
+  return defaults;
 }
 
 }  // namespace physgrad

@@ -52,6 +52,9 @@ struct OptimizerOptions {
   void validate() const;
   /// Defaults overridden by the options database; every option appears in -help.
   static OptimizerOptions fromCommandLine(MPI_Comm comm, const std::string& prefix = "opt_");
+  /// The same starting from a program's own defaults (which -help then shows).
+  static OptimizerOptions fromCommandLine(MPI_Comm comm, const std::string& prefix,
+                                          OptimizerOptions defaults);
 };
 
 /// One row of the monitor and of the history CSV.
