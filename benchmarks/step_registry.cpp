@@ -3,7 +3,11 @@
 #include <cmath>
 
 #include "physgrad/core/error.hpp"
+#include "physgrad/physics/advection.hpp"
 #include "physgrad/physics/diffusion.hpp"
+#include "physgrad/physics/poisson.hpp"
+#include "physgrad/physics/spectral_diffusion.hpp"
+#include "physgrad/physics/velocity.hpp"
 
 namespace physgrad::benchmarks {
 namespace {
@@ -18,7 +22,26 @@ GridSpec periodicGrid(int dim, PetscInt n, PetscInt stencil_width = 1) {
   return s;
 }
 
+GridSpec dirichletGrid(int dim, PetscInt n) {
+  GridSpec s = periodicGrid(dim, n);
+  s.boundary = Boundary::ZeroDirichlet;
+  return s;
+}
+
 bool anyDim(int) { return true; }
+
+// A constant drift, the same object for every advection entry (steps keep a reference).
+const VelocityField& drift() {
+  static const ConstantVelocity v({0.7, 0.4, 0.2});
+  return v;
+}
+
+// dt giving the advective CFL number max|v| dt sum_d 1/h_d = cfl (|v| <= 0.81).
+double dtForCfl(const Grid& grid, double cfl) {
+  double s = 0.0;
+  for (int a = 0; a < grid.dim(); ++a) s += 1.0 / grid.h(a);
+  return cfl / (0.81 * s);
+}
 
 // dt giving kappa dt sum_d 1/h_d^2 = r (kappa = 1).
 double dtForRatio(const Grid& grid, double r) {
@@ -45,6 +68,31 @@ std::vector<StepEntry> buildRegistry() {
                [](const Grid& g) -> std::shared_ptr<Step> {
                  return std::make_shared<ImplicitDiffusionStep>(
                      g, DiffusionParams{1.0, dtForRatio(g, 0.4)}, 0.5);
+               },
+               0.0});
+  // Advection: field traffic only (x read, y written); the precomputed coefficient and
+  // interpolation tables the kernels also stream are not counted.
+  const std::pair<const char*, AdvectionScheme> advection[] = {
+      {"upwind_advection", AdvectionScheme::Upwind},
+      {"sl_linear_advection", AdvectionScheme::SemiLagrangianLinear},
+      {"sl_cubic_advection", AdvectionScheme::SemiLagrangianCubic},
+      {"maccormack_advection", AdvectionScheme::MacCormack}};
+  for (const auto& [name, scheme] : advection) {
+    const double cfl = scheme == AdvectionScheme::Upwind ? 0.5 : 0.9;
+    r.push_back({name, anyDim, [](int d, PetscInt n) { return periodicGrid(d, n, 2); },
+                 [scheme = scheme, cfl](const Grid& g) -> std::shared_ptr<Step> {
+                   return makeAdvectionStep(g, scheme, drift(), dtForCfl(g, cfl));
+                 },
+                 16.0});
+  }
+  r.push_back({"spectral_diffusion", anyDim, [](int d, PetscInt n) { return periodicGrid(d, n); },
+               [](const Grid& g) -> std::shared_ptr<Step> {
+                 return std::make_shared<SpectralDiffusionStep>(g, 1.0, dtForRatio(g, 2.0));
+               },
+               0.0});
+  r.push_back({"poisson", anyDim, [](int d, PetscInt n) { return dirichletGrid(d, n); },
+               [](const Grid& g) -> std::shared_ptr<Step> {
+                 return std::make_shared<PoissonStep>(g);
                },
                0.0});
   return r;
