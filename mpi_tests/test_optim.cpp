@@ -226,3 +226,18 @@ TEST(Optimizers, NonFiniteLossStopsWithTheLastGoodIterate) {
   PG_CALL(VecNorm(x, NORM_2, &xnorm));
   EXPECT_TRUE(std::isfinite(xnorm));
 }
+
+TEST(Optimizers, RelativeGradientToleranceStopsTheRun) {
+  HeatFixture f(pg::DiffusionScheme::BackwardEuler, 0.25, 1, 16);
+  pg::SquaredLoss loss(f.observed);
+  pg::InverseProblem problem(*f.sim, loss, f.truth);
+  pg::OwnedVec x = f.grid.createGlobal();
+  pg::OptimizerOptions o = quietOptions(500);
+  o.residual_rtol = 0.0;
+  o.grad_rtol = 1e-3;
+  const pg::Summary s = pg::runOptimizer("gd", problem, x, o);
+  EXPECT_EQ(s.termination, pg::Termination::GradientTolerance);
+  ASSERT_GE(s.history.size(), 2u);
+  EXPECT_LE(s.history.back().grad_norm, 1e-3 * s.history.front().grad_norm);
+  EXPECT_GT(s.history[s.history.size() - 2].grad_norm, 1e-3 * s.history.front().grad_norm);
+}

@@ -37,6 +37,7 @@ class RunRecorder {
   const OptimizerOptions& options_;
   const IterationCallback& callback_;
   double start_;
+  double first_grad_norm_ = kNaN;  // |g| of the first record that has one
   Summary summary_;
 };
 

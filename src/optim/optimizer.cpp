@@ -16,6 +16,8 @@ const char* toString(Termination t) {
       return "loss tolerance";
     case Termination::ResidualTolerance:
       return "residual at round-off";
+    case Termination::GradientTolerance:
+      return "gradient tolerance";
     case Termination::TargetError:
       return "target x-error";
     case Termination::TimeBudget:
@@ -94,6 +96,10 @@ bool RunRecorder::statusSaysStop(const IterationRecord& r) {
   if (options_.residual_rtol > 0.0 && r.iteration > 0 &&
       r.loss <= options_.residual_rtol * options_.residual_rtol * summary_.initial_loss)
     return stop(Termination::ResidualTolerance);
+  if (!std::isnan(r.grad_norm) && std::isnan(first_grad_norm_)) first_grad_norm_ = r.grad_norm;
+  if (options_.grad_rtol > 0.0 && !std::isnan(r.grad_norm) && r.iteration > 0 &&
+      r.grad_norm <= options_.grad_rtol * first_grad_norm_)
+    return stop(Termination::GradientTolerance);
   if (options_.target_error > 0.0 && !std::isnan(r.x_error) && r.x_error <= options_.target_error)
     return stop(Termination::TargetError);
   if (options_.time_budget > 0.0 && r.wall >= options_.time_budget)

@@ -65,6 +65,7 @@ void OptimizerOptions::validate() const {
   }
   requireNonNegative(loss_tol, "loss_tol");
   requireNonNegative(residual_rtol, "residual_rtol");
+  requireNonNegative(grad_rtol, "grad_rtol");
   requireNonNegative(target_error, "target_error");
   requireNonNegative(time_budget, "time_budget");
   requirePositive(gd_step, "gd_step");
@@ -120,6 +121,9 @@ PetscErrorCode readOptions(MPI_Comm comm, const char* prefix, OptimizerOptions* 
     PetscCall(PetscOptionsReal("-residual_rtol",
                                "Stop when sqrt(loss / initial loss) falls to this (0: off)",
                                nullptr, o->residual_rtol, &o->residual_rtol, nullptr));
+    PetscCall(PetscOptionsReal("-grad_rtol",
+                               "Stop when |gradient| falls to this times its first value (0: off)",
+                               nullptr, o->grad_rtol, &o->grad_rtol, nullptr));
     PetscCall(PetscOptionsReal("-target_error",
                                "Stop when the relative L2 error of x reaches this (0: off)",
                                nullptr, o->target_error, &o->target_error, nullptr));

@@ -24,6 +24,8 @@ struct OptimizerOptions {
   /// Stop when sqrt(L / L0) <= residual_rtol, i.e. the misfit has dropped to round-off
   /// relative to the start (for the squared loss: ||y - y*|| / ||y0 - y*||).
   double residual_rtol = 1e-12;
+  /// Stop when |g| <= grad_rtol |g_0| (rules that compute the gradient; 0: off).
+  double grad_rtol = 0.0;
   double target_error = 0.0;   ///< stop when the relative L2 x-error <= this (0: off)
   double time_budget = 0.0;    ///< seconds per optimiser (0: off)
   double gd_step = 1.0;        ///< fixed GD step; also the first trial step of Armijo GD
@@ -73,6 +75,7 @@ enum class Termination {
   MaxIterations,
   LossTolerance,
   ResidualTolerance,
+  GradientTolerance,
   TargetError,
   TimeBudget,
   NonFinite,
