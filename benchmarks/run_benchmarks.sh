@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the benchmarks whose tables README.md quotes; results go to benchmarks/results/.
+#   step throughput beside a STREAM triad, at 1 and 2 ranks (4096^2 and 256^3), and the
+#   gradient/forward cost ratios;
+#   the optimiser race on the heat inverse problem (who reaches which error how fast).
+# Usage: benchmarks/run_benchmarks.sh [max_ranks (default 2)]
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+install_dependencies
+build_physgrad
+out="$PHYSGRAD_ROOT/benchmarks/results"
+mkdir -p "$out"
+max_ranks="${1:-2}"
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+  for np in $(seq 1 "$max_ranks"); do
+    mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 4096 -n3 256 \
+      -reps 5 -gradient_steps 64 -gradient_n 1024 -output "$out/step_throughput_np$np.csv"
+  done
+} | tee "$out/step_throughput.md"
+mpirun -n "$max_ranks" --oversubscribe "$BUILD_DIR/problems/heat_inverse" -n 256 \
+  -opt_type gd,gd_armijo,lbfgs,bncg,gn,ig,hig,pg,lbfgs_inv -opt_max_it 200 \
+  -opt_time_budget 60 -opt_target_error 1e-6 -opt_monitor 0 -write_fields 0 \
+  -output_dir "$out/heat_race" | tee "$out/heat_race.md"
