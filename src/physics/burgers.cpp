@@ -1,0 +1,479 @@
+#include "physgrad/physics/burgers.hpp"
+
+#include <petscksp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+namespace physgrad {
+
+NewtonKrylovOptions defaultSelfAdvectionInverseOptions() {
+  NewtonKrylovOptions o;
+  o.prefix = "burgers_inverse_";
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------
+// The departure stencils of one state, and the Jacobian terms that come with them.
+
+class SelfAdvectionStep::Linearisation {
+ public:
+  /// `signed_dt` is +dt for the forward step and -dt for the backwards one.
+  Linearisation(const Grid& grid, const CornerGhostExchange& exchange, Interpolation kind,
+                double signed_dt)
+      : grid_(&grid),
+        exchange_(&exchange),
+        layout_(grid),
+        kind_(kind),
+        signed_dt_(signed_dt),
+        nodes_(nodesPerAxis(kind)),
+        local_(exchange.createLocal()),
+        point_(grid.createGlobal()) {
+    const size_t count = static_cast<size_t>(grid.owned().count());
+    const size_t per_point = static_cast<size_t>(grid.dim() * nodes_);
+    offset_.resize(count * per_point);
+    weight_.resize(count * per_point);
+    slope_.resize(count * per_point);
+    inside_.resize(count * static_cast<size_t>(grid.dim()));
+    jacobian_.resize(count * static_cast<size_t>(grid.dim() * grid.dim()));
+  }
+
+  /// Departure points and stencils of the state x (collective).  Throws NonFiniteError if
+  /// x is not finite and CflError if a stencil reaches beyond the ghost layers; either way
+  /// on every rank, and the linearisation is then invalid.
+  void build(Vec x, const std::string& scheme) {
+    valid_ = false;
+    jacobian_ready_ = false;
+    exchange_->globalToLocal(x, local_);
+    const int dim = grid_->dim();
+    double inverse_h_sum = 0.0;
+    for (int a = 0; a < dim; ++a) inverse_h_sum += 1.0 / grid_->h(a);
+    // Reduced together: reach, departure cells, CFL, a non-finite flag.
+    double stats[4] = {0.0, 0.0, 0.0, 0.0};
+    const PetscScalar* xl = nullptr;
+    PG_CALL(VecGetArrayRead(local_, &xl));
+    forEachOwned(*grid_, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt p) {
+      const PetscInt home[3] = {i, j, k};
+      const PetscScalar* u = xl + layout_.arrayOffset(i, j, k);
+      bool finite = true;
+      double speed2 = 0.0;
+      for (int a = 0; a < dim; ++a) {
+        finite = finite && std::isfinite(u[a]);
+        speed2 += u[a] * u[a];
+      }
+      if (!finite) stats[3] = 1.0;
+      const size_t base = static_cast<size_t>(p * dim * nodes_);
+      for (int a = 0; a < dim; ++a) {
+        const double cells = signed_dt_ * u[a] / grid_->h(a);
+        // A non-finite state is reported below; its stencils stay at home meanwhile.
+        const double q = static_cast<double>(home[a]) - (finite ? cells : 0.0);
+        const size_t at = base + static_cast<size_t>(a * nodes_);
+        const PetscInt reach = buildAxisStencil(layout_, kind_, a, q, home[a], &offset_[at],
+                                                &weight_[at], &slope_[at], &inside_[p * dim + a]);
+        if (finite) {
+          stats[0] = std::max(stats[0], static_cast<double>(reach));
+          stats[1] = std::max(stats[1], std::abs(cells));
+        }
+      }
+      if (finite)
+        stats[2] = std::max(stats[2], std::sqrt(speed2) * std::abs(signed_dt_) * inverse_h_sum);
+    });
+    PG_CALL(VecRestoreArrayRead(local_, &xl));
+    double global[4] = {0.0, 0.0, 0.0, 0.0};
+    MPI_Allreduce(stats, global, 4, MPI_DOUBLE, MPI_MAX, grid_->comm());
+    required_width_ = static_cast<PetscInt>(global[0]);
+    departure_cells_ = global[1];
+    cfl_ = global[2];
+    if (global[3] != 0.0) {
+      throw NonFiniteError(scheme + ": the velocity field (the state) is not finite");
+    }
+    const PetscInt width = grid_->spec().stencil_width;
+    if (required_width_ > width) {
+      std::ostringstream os;
+      os.precision(4);
+      os << scheme << ": CFL = max|u| dt sum_d 1/h_d = " << cfl_
+         << " (dt = " << std::abs(signed_dt_) << ", largest departure distance " << departure_cells_
+         << " cells) needs " << toString(kind_) << " interpolation stencils reaching "
+         << required_width_
+         << " ghost layers, but the grid's ghost width is GridSpec::stencil_width = " << width
+         << "; the velocity changes during a simulation, so build the grid with stencil_width >= "
+         << required_width_ << " (or more, for headroom) or use more, shorter steps";
+      throw CflError(os.str(), cfl_, width, required_width_);
+    }
+    PG_CALL(VecCopy(x, point_));
+    valid_ = true;
+  }
+
+  /// True when the linearisation belongs to x (collective).
+  bool isAt(Vec x) const {
+    if (!valid_) return false;
+    PetscBool same = PETSC_FALSE;
+    PG_CALL(VecEqual(x, point_, &same));
+    return same == PETSC_TRUE;
+  }
+
+  /// out[p * dim + c] = component c of the local field interpolated at departure point p.
+  void gather(const PetscScalar* local, PetscScalar* out) const {
+    const PetscInt dof = grid_->dof();
+    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
+      constexpr int D = decltype(d)::value, N = decltype(n)::value;
+      const PetscInt count = grid_->owned().count();
+      for (PetscInt p = 0; p < count; ++p) {
+        const PetscInt* off = &offset_[static_cast<size_t>(p * D * N)];
+        const double* w = &weight_[static_cast<size_t>(p * D * N)];
+        for (PetscInt c = 0; c < dof; ++c) out[p * dof + c] = gatherAt<D, N>(off, w, local + c);
+      }
+    });
+  }
+
+  /// local += the transpose of gather applied to values.
+  void scatterAdd(const PetscScalar* values, PetscScalar* local) const {
+    const PetscInt dof = grid_->dof();
+    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
+      constexpr int D = decltype(d)::value, N = decltype(n)::value;
+      const PetscInt count = grid_->owned().count();
+      for (PetscInt p = 0; p < count; ++p) {
+        const PetscInt* off = &offset_[static_cast<size_t>(p * D * N)];
+        const double* w = &weight_[static_cast<size_t>(p * D * N)];
+        for (PetscInt c = 0; c < dof; ++c)
+          scatterAddAt<D, N>(off, w, values[p * dof + c], local + c);
+      }
+    });
+  }
+
+  /// G[p][c][a] = d y_c(x_p) / d u_a(x_p) through the departure point:
+  /// -signed_dt / h_a times the derivative of I[u_c] along axis a (in index units) at X_p.
+  const std::vector<double>& jacobian() {
+    if (jacobian_ready_) return jacobian_;
+    const PetscScalar* xl = nullptr;
+    PG_CALL(VecGetArrayRead(local_, &xl));
+    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
+      constexpr int D = decltype(d)::value, N = decltype(n)::value;
+      double dq_du[3] = {0.0, 0.0, 0.0};
+      for (int a = 0; a < D; ++a) dq_du[a] = -signed_dt_ / grid_->h(a);
+      const PetscInt count = grid_->owned().count();
+      for (PetscInt p = 0; p < count; ++p) {
+        const size_t at = static_cast<size_t>(p * D * N);
+        for (int c = 0; c < D; ++c) {
+          double grad[3] = {0.0, 0.0, 0.0};
+          gradientAt<D, N>(&offset_[at], &weight_[at], &slope_[at], xl + c, grad);
+          for (int a = 0; a < D; ++a) {
+            jacobian_[static_cast<size_t>((p * D + c) * D + a)] = dq_du[a] * grad[a];
+          }
+        }
+      }
+    });
+    PG_CALL(VecRestoreArrayRead(local_, &xl));
+    jacobian_ready_ = true;
+    return jacobian_;
+  }
+
+  Vec local() const { return local_; }
+  double cfl() const { return cfl_; }
+  double departureCells() const { return departure_cells_; }
+  PetscInt requiredWidth() const { return required_width_; }
+
+ private:
+  const Grid* grid_;
+  const CornerGhostExchange* exchange_;
+  LocalArrayLayout layout_;
+  Interpolation kind_;
+  double signed_dt_;
+  int nodes_;
+  OwnedVec local_;  // the state with all ghosts (corners included)
+  OwnedVec point_;  // the state the linearisation belongs to
+  bool valid_ = false, jacobian_ready_ = false;
+  std::vector<PetscInt> offset_;
+  std::vector<double> weight_, slope_, jacobian_;
+  std::vector<std::uint8_t> inside_;
+  double cfl_ = 0.0, departure_cells_ = 0.0;
+  PetscInt required_width_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+double checkedStep(const Grid& grid, double dt) {
+  if (grid.dof() != grid.dim()) {
+    std::ostringstream os;
+    os << "self-advection (Burgers) needs one velocity component per dimension: the grid has "
+       << grid.dof() << " component(s) per point in " << grid.dim()
+       << "D; build it with GridSpec::dof = " << grid.dim();
+    throw InputError(os.str());
+  }
+  if (!(dt > 0.0) || !std::isfinite(dt)) {
+    std::ostringstream os;
+    os << "self-advection (Burgers): the time step dt must be positive and finite (got dt = " << dt
+       << ")";
+    throw InputError(os.str());
+  }
+  return dt;
+}
+
+}  // namespace
+
+SelfAdvectionStep::SelfAdvectionStep(const Grid& grid, double dt, Interpolation kind,
+                                     NewtonKrylovOptions inverse_options)
+    : Step(grid),
+      kind_(kind),
+      dt_(checkedStep(grid, dt)),
+      inverse_options_(std::move(inverse_options)),
+      exchange_(grid),
+      local_work_(exchange_.createLocal()),
+      residual_(grid.createGlobal()),
+      trial_(grid.createGlobal()),
+      trial_residual_(grid.createGlobal()),
+      correction_(grid.createGlobal()) {
+  ahead_ = std::make_unique<Linearisation>(grid, exchange_, kind_, dt_);
+  back_ = std::make_unique<Linearisation>(grid, exchange_, kind_, -dt_);
+}
+
+SelfAdvectionStep::~SelfAdvectionStep() = default;
+
+std::string SelfAdvectionStep::name() const {
+  return std::string("self-advection-") + toString(kind_);
+}
+
+double SelfAdvectionStep::lastCfl() const { return ahead_->cfl(); }
+double SelfAdvectionStep::lastDepartureCells() const { return ahead_->departureCells(); }
+PetscInt SelfAdvectionStep::lastRequiredWidth() const { return ahead_->requiredWidth(); }
+
+void SelfAdvectionStep::forward(Vec x, Vec y) {
+  ahead_->build(x, name());
+  const PetscScalar* xl = nullptr;
+  PetscScalar* ya = nullptr;
+  PG_CALL(VecGetArrayRead(ahead_->local(), &xl));
+  PG_CALL(VecGetArray(y, &ya));
+  ahead_->gather(xl, ya);
+  PG_CALL(VecRestoreArray(y, &ya));
+  PG_CALL(VecRestoreArrayRead(ahead_->local(), &xl));
+}
+
+void SelfAdvectionStep::linearise(Vec x) {
+  if (!ahead_->isAt(x)) ahead_->build(x, name());
+}
+
+void SelfAdvectionStep::tangent(Linearisation& lin, Vec dx, Vec dy) {
+  const std::vector<double>& g = lin.jacobian();
+  exchange_.globalToLocal(dx, local_work_);
+  const PetscScalar *dl = nullptr, *da = nullptr;
+  PetscScalar* out = nullptr;
+  PG_CALL(VecGetArrayRead(local_work_, &dl));
+  PG_CALL(VecGetArrayRead(dx, &da));
+  PG_CALL(VecGetArray(dy, &out));
+  lin.gather(dl, out);
+  const int dim = grid().dim();
+  const PetscInt count = grid().owned().count();
+  for (PetscInt p = 0; p < count; ++p) {
+    const double* gp = &g[static_cast<size_t>(p * dim * dim)];
+    const PetscScalar* du = da + p * dim;
+    for (int c = 0; c < dim; ++c) {
+      double s = 0.0;
+      for (int a = 0; a < dim; ++a) s += gp[c * dim + a] * du[a];
+      out[p * dim + c] += s;
+    }
+  }
+  PG_CALL(VecRestoreArray(dy, &out));
+  PG_CALL(VecRestoreArrayRead(dx, &da));
+  PG_CALL(VecRestoreArrayRead(local_work_, &dl));
+}
+
+void SelfAdvectionStep::adjoint(Linearisation& lin, Vec w, Vec wx) {
+  const std::vector<double>& g = lin.jacobian();
+  PG_CALL(VecSet(local_work_, 0.0));
+  const PetscScalar* wa = nullptr;
+  PetscScalar* zl = nullptr;
+  PG_CALL(VecGetArrayRead(w, &wa));
+  PG_CALL(VecGetArray(local_work_, &zl));
+  lin.scatterAdd(wa, zl);
+  PG_CALL(VecRestoreArray(local_work_, &zl));
+  PG_CALL(VecSet(wx, 0.0));
+  exchange_.addLocalToGlobal(local_work_, wx);
+  // The -dt grad u term couples the components of one point only: its transpose is G^T per
+  // point.
+  PetscScalar* out = nullptr;
+  PG_CALL(VecGetArray(wx, &out));
+  const int dim = grid().dim();
+  const PetscInt count = grid().owned().count();
+  for (PetscInt p = 0; p < count; ++p) {
+    const double* gp = &g[static_cast<size_t>(p * dim * dim)];
+    const PetscScalar* wp = wa + p * dim;
+    for (int a = 0; a < dim; ++a) {
+      double s = 0.0;
+      for (int c = 0; c < dim; ++c) s += gp[c * dim + a] * wp[c];
+      out[p * dim + a] += s;
+    }
+  }
+  PG_CALL(VecRestoreArray(wx, &out));
+  PG_CALL(VecRestoreArrayRead(w, &wa));
+}
+
+void SelfAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {
+  linearise(x);
+  tangent(*ahead_, dx, dy);
+}
+
+void SelfAdvectionStep::vjp(Vec x, Vec w, Vec wx) {
+  linearise(x);
+  adjoint(*ahead_, w, wx);
+}
+
+void SelfAdvectionStep::approximateInverse(Vec y, Vec x) {
+  back_->build(y, name() + " (backwards, approximate inverse)");
+  const PetscScalar* yl = nullptr;
+  PetscScalar* xa = nullptr;
+  PG_CALL(VecGetArrayRead(back_->local(), &yl));
+  PG_CALL(VecGetArray(x, &xa));
+  back_->gather(yl, xa);
+  PG_CALL(VecRestoreArray(x, &xa));
+  PG_CALL(VecRestoreArrayRead(back_->local(), &yl));
+}
+
+// ---------------------------------------------------------------------------------------
+// Newton-Krylov inverse.
+
+PetscErrorCode SelfAdvectionStep::applyPreconditioner(PC pc, Vec r, Vec z) {
+  PG_CALLBACK_BEGIN
+  void* ctx = nullptr;
+  PG_CALL(PCShellGetContext(pc, &ctx));
+  auto* self = static_cast<SelfAdvectionStep*>(ctx);
+  // The backwards step T approximates S^{-1}, so its Jacobian at y approximates J^{-1}.
+  self->tangent(*self->back_, r, z);
+  PG_CALLBACK_END("SelfAdvectionStep preconditioner (Jacobian of the backwards step)")
+}
+
+void SelfAdvectionStep::setUpSolver(Vec x) {
+  if (ksp_) return;
+  jacobian_ = std::make_unique<JacobianOperator>(*this, x);
+  PG_CALL(KSPCreate(grid().comm(), ksp_.out()));
+  PG_CALL(KSPSetOptionsPrefix(ksp_, inverse_options_.prefix.c_str()));
+  PG_CALL(KSPSetOperators(ksp_, jacobian_->mat(), jacobian_->mat()));
+  PG_CALL(KSPSetType(ksp_, KSPGMRES));
+  PG_CALL(KSPGMRESSetRestart(ksp_, 60));
+  // Classical Gram-Schmidt loses orthogonality at tight tolerances unless refined.
+  PG_CALL(KSPGMRESSetCGSRefinementType(ksp_, KSP_GMRES_CGS_REFINE_IFNEEDED));
+  // Right preconditioning: the tolerance applies to the true residual of the correction.
+  PG_CALL(KSPSetPCSide(ksp_, PC_RIGHT));
+  PG_CALL(KSPSetNormType(ksp_, KSP_NORM_UNPRECONDITIONED));
+  PC pc = nullptr;
+  PG_CALL(KSPGetPC(ksp_, &pc));
+  PG_CALL(PCSetType(pc, PCSHELL));
+  PG_CALL(PCShellSetContext(pc, this));
+  PG_CALL(PCShellSetApply(pc, applyPreconditioner));
+  PG_CALL(PCShellSetName(pc, "Jacobian of the backwards self-advection step"));
+  PG_CALL(KSPSetTolerances(ksp_, inverse_options_.krylov_rtol, 0.0, PETSC_DEFAULT,
+                           inverse_options_.krylov_max_it));
+  PG_CALL(KSPSetFromOptions(ksp_));
+}
+
+SolveReport SelfAdvectionStep::solveInverse(Vec y, Vec x, const NewtonKrylovOptions& o) {
+  if (!back_->isAt(y)) back_->build(y, name() + " (backwards, preconditioner)");
+  setUpSolver(x);
+  PG_CALL(KSPSetTolerances(ksp_, o.krylov_rtol, 0.0, PETSC_DEFAULT, o.krylov_max_it));
+  PetscReal ynorm = 0.0;
+  PG_CALL(VecNorm(y, NORM_2, &ynorm));
+  const double tol = o.rtol * ynorm + o.atol;
+  SolveReport report;
+  auto record = [&](double rnorm) {
+    report.residual = rnorm;
+    report.relative_residual = ynorm > 0.0 ? rnorm / ynorm : rnorm;
+    report.residual_history.push_back(rnorm);
+  };
+  // ||S(at) - y|| into `into`, or infinity where S is not defined at `at` (a trial point
+  // beyond the CFL limit of the ghost layers, or not finite): collective either way.
+  auto residual_norm = [&](Vec at, Vec into) {
+    try {
+      forward(at, into);
+    } catch (const CflError&) {
+      return HUGE_VAL;
+    } catch (const NonFiniteError&) {
+      return HUGE_VAL;
+    }
+    PG_CALL(VecAXPY(into, -1.0, y));
+    PetscReal norm = 0.0;
+    PG_CALL(VecNorm(into, NORM_2, &norm));
+    return static_cast<double>(norm);
+  };
+  double rnorm = residual_norm(x, residual_);
+  record(rnorm);
+  for (PetscInt it = 0;; ++it) {
+    report.newton_iterations = it;
+    if (!std::isfinite(rnorm)) {
+      report.reason = "the residual is not finite (or the start lies beyond the CFL limit)";
+      return report;
+    }
+    if (rnorm <= tol) {
+      report.converged = true;
+      report.reason = "residual below tolerance";
+      return report;
+    }
+    if (it == o.max_newton) {
+      report.reason = "Newton iteration cap reached";
+      return report;
+    }
+    jacobian_->setPoint(x);  // forward left the linearisation at x
+    PG_CALL(VecSet(correction_, 0.0));
+    PG_CALL(KSPSolve(ksp_, residual_, correction_));
+    KSPConvergedReason reason;
+    PG_CALL(KSPGetConvergedReason(ksp_, &reason));
+    PetscInt its = 0;
+    PG_CALL(KSPGetIterationNumber(ksp_, &its));
+    report.iterations += its;
+    if (reason < 0 && reason != KSP_DIVERGED_ITS) {
+      report.reason = std::string("inner GMRES failed: ") + KSPConvergedReasons[reason];
+      return report;
+    }
+    // The interpolant's gradient jumps across cell faces, so a full step can overshoot
+    // far from the solution; halve it until the residual decreases.
+    double t = 1.0, trial_norm = HUGE_VAL;
+    for (int halving = 0;; ++halving) {
+      PG_CALL(VecWAXPY(trial_, -t, correction_, x));
+      trial_norm = residual_norm(trial_, trial_residual_);
+      if (trial_norm < rnorm) break;
+      if (halving == 10) {
+        report.reason = "no step length along the Newton direction reduces the residual";
+        return report;
+      }
+      t *= 0.5;
+    }
+    PG_CALL(VecCopy(trial_, x));
+    PG_CALL(VecCopy(trial_residual_, residual_));
+    rnorm = trial_norm;
+    record(rnorm);
+  }
+}
+
+void SelfAdvectionStep::inverse(Vec x0, Vec y, Vec x) {
+  approximateInverse(y, x);  // also linearises the backwards step at y: the preconditioner
+  if (x0) {
+    // The local inverse around x0 passes through x0: where y is (nearly) S(x0), x0 is the
+    // better start, and exactly the answer when y = S(x0).
+    PetscReal from_guess = 0.0, from_x0 = 0.0;
+    forward(x, residual_);
+    PG_CALL(VecAXPY(residual_, -1.0, y));
+    PG_CALL(VecNorm(residual_, NORM_2, &from_guess));
+    forward(x0, residual_);
+    PG_CALL(VecAXPY(residual_, -1.0, y));
+    PG_CALL(VecNorm(residual_, NORM_2, &from_x0));
+    if (from_x0 < from_guess) PG_CALL(VecCopy(x0, x));
+  }
+  last_report_ = solveInverse(y, x);
+  if (!last_report_.converged) {
+    std::ostringstream os;
+    os.precision(2);
+    PetscReal ynorm = 0.0;
+    PG_CALL(VecNorm(y, NORM_2, &ynorm));
+    os << "Newton-Krylov inverse of step '" << name()
+       << "' did not converge: " << last_report_.reason << " after "
+       << last_report_.newton_iterations << " Newton steps; ||S(x) - y|| / ||y|| per iteration:";
+    for (double r : last_report_.residual_history) os << " " << (ynorm > 0.0 ? r / ynorm : r);
+    os << " (rtol " << inverse_options_.rtol << ", options prefix -" << inverse_options_.prefix
+       << ")";
+    throw PetscException(PETSC_ERR_NOT_CONVERGED, os.str());
+  }
+}
+
+}  // namespace physgrad
