@@ -4,6 +4,7 @@
 
 #include "physgrad/core/error.hpp"
 #include "physgrad/physics/advection.hpp"
+#include "physgrad/physics/burgers.hpp"
 #include "physgrad/physics/diffusion.hpp"
 #include "physgrad/physics/poisson.hpp"
 #include "physgrad/physics/spectral_diffusion.hpp"
@@ -85,6 +86,19 @@ std::vector<StepEntry> buildRegistry() {
                  },
                  16.0});
   }
+  // Burgers: the field is the velocity (dof = dim); a smooth field of amplitude ~1 moves
+  // about 0.3 cells per step at this dt.
+  r.push_back({"burgers_self_advection", anyDim,
+               [](int d, PetscInt n) {
+                 GridSpec s = periodicGrid(d, n, 2);
+                 s.dof = d;
+                 return s;
+               },
+               [](const Grid& g) -> std::shared_ptr<Step> {
+                 return std::make_shared<SelfAdvectionStep>(g, dtForCfl(g, 0.3),
+                                                            Interpolation::Cubic);
+               },
+               16.0});
   r.push_back({"spectral_diffusion", anyDim, [](int d, PetscInt n) { return periodicGrid(d, n); },
                [](const Grid& g) -> std::shared_ptr<Step> {
                  return std::make_shared<SpectralDiffusionStep>(g, 1.0, dtForRatio(g, 2.0));
