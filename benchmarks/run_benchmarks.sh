@@ -13,8 +13,17 @@ max_ranks="${1:-2}"
 {
   echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
   for np in $(seq 1 "$max_ranks"); do
+    # Stencil, diffusion and spectral steps at full size; the interpolating steps keep
+    # per-point stencil tables (hundreds of bytes per point in 3D), so they run smaller.
     mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 4096 -n3 256 \
-      -reps 5 -gradient_steps 64 -gradient_n 1024 -output "$out/step_throughput_np$np.csv"
+      -reps 5 -gradient_steps 0 \
+      -steps explicit_diffusion,be_diffusion,cn_diffusion,spectral_diffusion,poisson \
+      -output "$out/step_throughput_np${np}_a.csv"
+    mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 2048 -n3 128 \
+      -reps 5 -gradient_steps 64 -gradient_n 512 \
+      -steps upwind_advection,sl_linear_advection,sl_cubic_advection,maccormack_advection,burgers_self_advection \
+      -gradient_types explicit_diffusion,be_diffusion,sl_cubic_advection,maccormack_advection,burgers_self_advection \
+      -output "$out/step_throughput_np${np}_b.csv"
   done
 } | tee "$out/step_throughput.md"
 mpirun -n "$max_ranks" --oversubscribe "$BUILD_DIR/problems/heat_inverse" -n 256 \
