@@ -12,7 +12,9 @@ struct TaoContext {
   InverseProblem* problem;
   RunRecorder* recorder;
   Vec last_good;  // the most recent iterate with a finite loss
+  Vec start;      // x0, recorded as iteration 0 before TaoSolve
   double last_loss = 0.0;
+  int records = 0;  // iterations recorded after x0
 };
 
 PetscErrorCode taoObjectiveAndGradient(Tao, Vec x, PetscReal* f, Vec g, void* ctx) {
@@ -34,12 +36,18 @@ PetscErrorCode taoMonitor(Tao tao, void* ctx) {
   TaoLineSearch ls = nullptr;
   PG_CALL(TaoGetLineSearch(tao, &ls));
   PetscReal step = 0.0;
-  if (its > 0 && ls) PG_CALL(TaoLineSearchGetStepLength(ls, &step));
+  if (ls) PG_CALL(TaoLineSearchGetStepLength(ls, &step));
   if (std::isfinite(f)) {
     c->last_loss = f;
     PG_CALL(VecCopy(x, c->last_good));
   }
-  if (c->recorder->record(static_cast<int>(its), x, f, gnorm, step, "")) {
+  // Iteration 0 (x0) is recorded before TaoSolve.  Some TAO solvers (lmvm) report x0 again
+  // as their iteration 0, others (bncg) report their first step under that number; our
+  // own count keeps the history's iterations honest for both.
+  PetscBool at_start = PETSC_FALSE;
+  if (its == 0) PG_CALL(VecEqual(x, c->start, &at_start));
+  if (at_start) return 0;
+  if (c->recorder->record(++c->records, x, f, gnorm, step, "")) {
     // Our status tests apply to TAO too; TAO's own reason is kept if it stopped first.
     PG_CALL(TaoSetConvergedReason(tao, TAO_CONVERGED_USER));
   }
@@ -103,8 +111,9 @@ struct InverseGaussNewtonPc {
 Summary runTao(const std::string& type, InverseProblem& problem, Vec x, const OptimizerOptions& o,
                const IterationCallback& cb) {
   RunRecorder rec(type, problem, o, cb);
-  OwnedVec last_good = problem.createField();
-  TaoContext ctx{&problem, &rec, last_good};
+  OwnedVec last_good = problem.createField(), start = problem.createField();
+  PG_CALL(VecCopy(x, start));
+  TaoContext ctx{&problem, &rec, last_good, start};
   OwnedTao tao;
   PG_CALL(TaoCreate(problem.grid().comm(), tao.out()));
   const bool inverse_j0 = type == "lbfgs_inv";
@@ -147,6 +156,15 @@ Summary runTao(const std::string& type, InverseProblem& problem, Vec x, const Op
     PG_CALL(PCDestroy(&pc));  // the LMVM matrix holds its own reference
   }
   PG_CALL(TaoSetFromOptions(tao));
+  {
+    OwnedVec g = problem.createField();
+    ctx.last_loss = problem.valueAndGradient(x, g);
+    PG_CALL(VecCopy(x, last_good));
+    if (rec.record(0, x, ctx.last_loss, norm2(g), 0.0, "")) {
+      rec.finish(x, ctx.last_loss);  // a status test holds at x0 already
+      return rec.summary();
+    }
+  }
   PG_CALL(TaoSolve(tao));
   TaoConvergedReason reason;
   PG_CALL(TaoGetConvergedReason(tao, &reason));
