@@ -104,11 +104,10 @@ std::vector<StepEntry> buildRegistry() {
                  return std::make_shared<SpectralDiffusionStep>(g, 1.0, dtForRatio(g, 2.0));
                },
                0.0});
-  r.push_back({"poisson", anyDim, [](int d, PetscInt n) { return dirichletGrid(d, n); },
-               [](const Grid& g) -> std::shared_ptr<Step> {
-                 return std::make_shared<PoissonStep>(g);
-               },
-               0.0});
+  r.push_back(
+      {"poisson", anyDim, [](int d, PetscInt n) { return dirichletGrid(d, n); },
+       [](const Grid& g) -> std::shared_ptr<Step> { return std::make_shared<PoissonStep>(g); },
+       0.0});
   return r;
 }
 

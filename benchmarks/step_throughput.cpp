@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -48,8 +49,8 @@ PetscErrorCode readOptions(BenchOptions* o) {
   PetscBool set = PETSC_FALSE;
   char out[PETSC_MAX_PATH_LEN];
   PetscCall(PetscStrncpy(out, o->output.c_str(), sizeof out));
-  const std::string help = "Step types to measure (default: all of " +
-                           benchmarks::joinedNames() + ")";
+  const std::string help =
+      "Step types to measure (default: all of " + benchmarks::joinedNames() + ")";
   PetscOptionsBegin(PETSC_COMM_WORLD, nullptr, "Step throughput benchmark", nullptr);
   PetscCall(PetscOptionsInt("-n2", "Points per axis of the 2D grid (0: skip 2D)", nullptr, o->n2,
                             &o->n2, nullptr));
@@ -59,8 +60,8 @@ PetscErrorCode readOptions(BenchOptions* o) {
                             &o->reps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_steps", "K of the gradient-cost simulators (0: skip)",
                             nullptr, o->gradient_steps, &o->gradient_steps, nullptr));
-  PetscCall(PetscOptionsInt("-gradient_n", "Points per axis of the 2D gradient-cost grid",
-                            nullptr, o->gradient_n, &o->gradient_n, nullptr));
+  PetscCall(PetscOptionsInt("-gradient_n", "Points per axis of the 2D gradient-cost grid", nullptr,
+                            o->gradient_n, &o->gradient_n, nullptr));
   char* graw[32] = {};
   PetscInt gcount = 32;
   PetscBool gset = PETSC_FALSE;
@@ -74,8 +75,8 @@ PetscErrorCode readOptions(BenchOptions* o) {
     }
   }
   PetscCall(PetscOptionsStringArray("-steps", help.c_str(), nullptr, raw, &count, &set));
-  PetscCall(PetscOptionsString("-output", "CSV file for the results", nullptr, out, out,
-                               sizeof out, nullptr));
+  PetscCall(PetscOptionsString("-output", "CSV file for the results", nullptr, out, out, sizeof out,
+                               nullptr));
   PetscOptionsEnd();
   if (set) {
     for (PetscInt i = 0; i < count; ++i) {
@@ -134,10 +135,12 @@ int run() {
 
   const int ranks = pg::Environment::size();
   pg::rootPrintf("step_throughput on %d rank(s)\n\n", ranks);
-  pg::CsvWriter csv(o.output, {"ranks", "dim", "n", "step", "seconds_per_step", "mupdates_per_s",
-                               "bytes_per_point", "effective_GBs", "triad_GBs", "percent_of_triad"});
-  pg::rootPrintf("| ranks | grid | step | ms/step | Mupdates/s | B/point | eff. GB/s | triad GB/s "
-                 "| %% triad |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+  pg::CsvWriter csv(o.output,
+                    {"ranks", "dim", "n", "step", "seconds_per_step", "mupdates_per_s",
+                     "bytes_per_point", "effective_GBs", "triad_GBs", "percent_of_triad"});
+  pg::rootPrintf(
+      "| ranks | grid | step | ms/step | Mupdates/s | B/point | eff. GB/s | %% triad "
+      "| triad GB/s |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
   for (int dim : {2, 3}) {
     const PetscInt n = dim == 2 ? o.n2 : o.n3;
     if (n == 0) continue;
@@ -152,26 +155,30 @@ int run() {
       const double points = static_cast<double>(grid.size());
       const double triad = triadBandwidth(grid.owned().count() * grid.dof(), o.reps);
       const double gbs = entry.bytes_per_point * points / t / 1e9;
-      pg::rootPrintf("| %d | %d^%d | %s | %.3f | %.1f | %.0f | %.2f | %.2f | %.0f |\n", ranks,
-                     static_cast<int>(n), dim, name.c_str(), 1e3 * t, points / t / 1e6,
-                     entry.bytes_per_point, gbs, triad, 100.0 * gbs / triad);
-      csv.row(std::vector<std::string>{std::to_string(ranks), std::to_string(dim),
-                                       std::to_string(n), name, pg::CsvWriter::format(t),
-                                       pg::CsvWriter::format(points / t / 1e6),
-                                       pg::CsvWriter::format(entry.bytes_per_point),
-                                       pg::CsvWriter::format(gbs), pg::CsvWriter::format(triad),
-                                       pg::CsvWriter::format(100.0 * gbs / triad)});
+      // Solver steps have no single traffic model: no bandwidth figure for them.
+      char bw[64] = "- | - | -";
+      if (entry.bytes_per_point > 0.0)
+        std::snprintf(bw, sizeof bw, "%.0f | %.2f | %.0f", entry.bytes_per_point, gbs,
+                      100.0 * gbs / triad);
+      pg::rootPrintf("| %d | %d^%d | %s | %.3f | %.1f | %s | %.2f |\n", ranks, static_cast<int>(n),
+                     dim, name.c_str(), 1e3 * t, points / t / 1e6, bw, triad);
+      csv.row(std::vector<std::string>{
+          std::to_string(ranks), std::to_string(dim), std::to_string(n), name,
+          pg::CsvWriter::format(t), pg::CsvWriter::format(points / t / 1e6),
+          pg::CsvWriter::format(entry.bytes_per_point), pg::CsvWriter::format(gbs),
+          pg::CsvWriter::format(triad), pg::CsvWriter::format(100.0 * gbs / triad)});
     }
   }
 
   if (o.gradient_steps > 0 && o.gradient_n > 0) {
     const PetscInt K = o.gradient_steps;
     const PetscInt sqrt_k = std::max<PetscInt>(1, static_cast<PetscInt>(std::lround(std::sqrt(K))));
-    pg::rootPrintf("\nGradient (forward + reverse sweep) / forward, K = %d steps on %d^2, "
-                   "store-all vs %d checkpoints (linear steps store no states: both columns "
-                   "measure the same sweep):\n\n| step | linear | forward ms | ratio store-all | "
-                   "ratio sqrt(K) checkpoints | recomputed steps |\n|---|---|---:|---:|---:|---:|\n",
-                   static_cast<int>(K), static_cast<int>(o.gradient_n), static_cast<int>(sqrt_k));
+    pg::rootPrintf(
+        "\nGradient (forward + reverse sweep) / forward, K = %d steps on %d^2, "
+        "store-all vs %d checkpoints (linear steps store no states: both columns "
+        "measure the same sweep):\n\n| step | linear | forward ms | ratio store-all | "
+        "ratio sqrt(K) checkpoints | recomputed steps |\n|---|---|---:|---:|---:|---:|\n",
+        static_cast<int>(K), static_cast<int>(o.gradient_n), static_cast<int>(sqrt_k));
     for (const auto& name : o.gradient_types) {
       const benchmarks::StepEntry& entry = benchmarks::findStep(name);
       if (!entry.supports(2)) continue;
