@@ -48,6 +48,7 @@ struct HeatOptions {
   PetscInt seed = 42;
   std::string output_dir = "heat_inverse_out";
   PetscBool write_fields = PETSC_TRUE;
+  PetscBool full_report = PETSC_FALSE;
 };
 
 PetscErrorCode readHeatOptions(HeatOptions* o) {
@@ -76,6 +77,8 @@ PetscErrorCode readHeatOptions(HeatOptions* o) {
                                nullptr, out, out, sizeof out, nullptr));
   PetscCall(PetscOptionsBool("-write_fields", "Write the HDF5/XDMF fields", nullptr,
                              o->write_fields, &o->write_fields, nullptr));
+  PetscCall(PetscOptionsBool("-full_report", "Print each optimiser's full report", nullptr,
+                             o->full_report, &o->full_report, nullptr));
   PetscOptionsEnd();
   o->scheme = scheme;
   o->output_dir = out;
@@ -141,7 +144,8 @@ int run() {
   pg::Comparison cmp = pg::compareOptimizers(problem, x0, oo, co);
   const std::vector<pg::Summary>& runs = cmp.runs;
   pg::rootPrintf("\n%s\n", pg::comparisonTable(runs).c_str());
-  for (const auto& s : runs) pg::rootPrintf("%s\n", s.briefReport().c_str());
+  for (const auto& s : runs)
+    pg::rootPrintf("%s\n", (ho.full_report ? s.fullReport() : s.briefReport()).c_str());
 
   if (ho.write_fields) {
     pg::FieldWriter writer(grid, ho.output_dir + "/fields.h5");

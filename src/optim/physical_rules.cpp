@@ -2,6 +2,7 @@
 // Krylov solve with the Jacobian) and HIG (the half-inverse (J^T J)^{-3/4} J^T).
 
 #include <Eigen/Dense>
+#include <sstream>
 #include <vector>
 
 #include "loop.hpp"
@@ -24,8 +25,11 @@ bool inverseGradientDirection(InverseProblem& problem, Vec x, double eta, const 
   // An unconverged Krylov solve still gives a usable direction when it has reduced the
   // residual substantially; the line search decides.  A useless one is a failure.
   if (r.converged || r.relative_residual < 0.5) return true;
-  if (why)
-    *why = "IG solve: " + r.reason + ", relative residual " + std::to_string(r.relative_residual);
+  if (why) {
+    std::ostringstream os;
+    os << "IG solve: " << r.reason << ", relative residual " << r.relative_residual;
+    *why = os.str();
+  }
   return false;
 }
 

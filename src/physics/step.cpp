@@ -1,5 +1,7 @@
 #include "physgrad/physics/step.hpp"
 
+#include <sstream>
+
 #include "physgrad/core/error.hpp"
 #include "physgrad/physics/jacobian.hpp"
 
@@ -10,12 +12,11 @@ void Step::inverse(Vec x0, Vec y, Vec x) {
   PG_CALL(VecCopy(x0, x));
   const SolveReport report = newtonKrylovInverse(*this, y, x);
   if (!report.converged) {
-    throw PetscException(PETSC_ERR_NOT_CONVERGED,
-                         "generic Newton-Krylov inverse of step '" + name() +
-                             "' did not converge: " + report.reason + " after " +
-                             std::to_string(report.newton_iterations) +
-                             " Newton steps, relative residual " +
-                             std::to_string(report.relative_residual));
+    std::ostringstream os;
+    os << "generic Newton-Krylov inverse of step '" << name()
+       << "' did not converge: " << report.reason << " after " << report.newton_iterations
+       << " Newton steps, relative residual " << report.relative_residual;
+    throw PetscException(PETSC_ERR_NOT_CONVERGED, os.str());
   }
 }
 
