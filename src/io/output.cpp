@@ -8,30 +8,15 @@
 #include <system_error>
 
 #include "physgrad/core/error.hpp"
+#include "root_error.hpp"
 
 namespace physgrad {
 namespace {
 
 namespace fs = std::filesystem;
 
-int rankOf(MPI_Comm comm) {
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
-  return rank;
-}
-
-// Sends rank 0's error message (empty: success) to every rank and throws it everywhere, so
-// that a failure seen only by rank 0 (file systems are touched there alone) cannot leave the
-// other ranks waiting in the next collective call. The broadcast also orders everything rank
-// 0 did before it ahead of everything the others do after it.
-void raiseRootError(MPI_Comm comm, const std::string& root_message) {
-  std::string message = rankOf(comm) == 0 ? root_message : std::string();
-  int length = static_cast<int>(message.size());
-  MPI_Bcast(&length, 1, MPI_INT, 0, comm);
-  message.resize(static_cast<size_t>(length));
-  if (length > 0) MPI_Bcast(message.data(), length, MPI_CHAR, 0, comm);
-  if (length > 0) throw InputError(message);
-}
+using io_detail::raiseRootError;
+using io_detail::rankOf;
 
 std::string formatDouble(double value) {
   char buffer[32];

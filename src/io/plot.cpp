@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "physgrad/core/error.hpp"
+#include "root_error.hpp"
 
 namespace physgrad {
 namespace {
@@ -34,22 +35,8 @@ constexpr const char* kColours[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
                                     "#E69F00", "#56B4E9", "#000000"};
 constexpr const char* kDashes[] = {"", "7 3", "2 2.5", "9 3 2 3", "4 2 1 2 1 2"};
 
-int rankOf(MPI_Comm comm) {
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
-  return rank;
-}
-
-// As in output.cpp: rank 0's error message (empty: success) is broadcast and thrown on every
-// rank, so a file error seen only on rank 0 cannot leave the others in a later collective.
-void raiseRootError(MPI_Comm comm, const std::string& root_message) {
-  std::string message = rankOf(comm) == 0 ? root_message : std::string();
-  int length = static_cast<int>(message.size());
-  MPI_Bcast(&length, 1, MPI_INT, 0, comm);
-  message.resize(static_cast<size_t>(length));
-  if (length > 0) MPI_Bcast(message.data(), length, MPI_CHAR, 0, comm);
-  if (length > 0) throw InputError(message);
-}
+using io_detail::raiseRootError;
+using io_detail::rankOf;
 
 // ---------------------------------------------------------------------------------------
 // Text
