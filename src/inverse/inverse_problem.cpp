@@ -28,7 +28,12 @@ double InverseProblem::evaluate(Vec x, Vec y) {
     have_last_ = false;
     try {
       sim_->forward(x, last_y_);
-    } catch (const NonFiniteError&) {
+    } catch (const NonFiniteError& e) {
+      last_rejection_ = e.what();
+      return std::numeric_limits<double>::quiet_NaN();
+    } catch (const StateOutOfRange& e) {
+      last_rejection_ = e.what();
+      // An optimiser's trial point outside the step's range: a rejected trial.
       return std::numeric_limits<double>::quiet_NaN();
     }
     PG_CALL(VecCopy(x, last_x_));
@@ -54,7 +59,11 @@ double InverseProblem::valueAndGradient(Vec x, Vec g) {
 bool InverseProblem::inverse(Vec x0, Vec y, Vec x) {
   try {
     sim_->inverse(x0, y, x);
-  } catch (const NonFiniteError&) {
+  } catch (const NonFiniteError& e) {
+    last_rejection_ = e.what();
+    return false;
+  } catch (const StateOutOfRange& e) {
+    last_rejection_ = e.what();
     return false;
   }
   return true;

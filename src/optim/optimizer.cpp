@@ -90,7 +90,10 @@ void RunRecorder::finish(Vec x, double loss) {
 }
 
 bool RunRecorder::statusSaysStop(const IterationRecord& r) {
-  if (!std::isfinite(r.loss)) return stop(Termination::NonFinite);
+  if (!std::isfinite(r.loss)) {
+    if (summary_.detail.empty()) summary_.detail = problem_.lastRejection();
+    return stop(Termination::NonFinite);
+  }
   if (options_.loss_tol > 0.0 && r.loss <= options_.loss_tol)
     return stop(Termination::LossTolerance);
   if (options_.residual_rtol > 0.0 && r.iteration > 0 &&

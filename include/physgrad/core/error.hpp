@@ -32,6 +32,14 @@ class NonFiniteError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Thrown when a state leaves the region where a step is defined (e.g. a velocity field
+/// whose CFL number exceeds what the ghost layers support).  Bad input when it comes from
+/// the user's parameters; a rejected trial point when an optimiser produced the state.
+class StateOutOfRange : public InputError {
+ public:
+  using InputError::InputError;
+};
+
 /// Thrown when an operation is not provided by a Step (e.g. a missing inverse).
 class NotImplemented : public std::logic_error {
  public:
@@ -49,17 +57,17 @@ PetscErrorCode reportCallbackException(const char* where) noexcept;
 }  // namespace physgrad
 
 /// Call a PETSc function and throw physgrad::PetscException on failure.
-#define PG_CALL(expr)                                                           \
-  do {                                                                          \
-    PetscErrorCode pg_ierr_ = (expr);                                           \
+#define PG_CALL(expr)                                                                       \
+  do {                                                                                      \
+    PetscErrorCode pg_ierr_ = (expr);                                                       \
     if (pg_ierr_) ::physgrad::detail::throwPetscError(pg_ierr_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 /// Body of every callback handed to PETSc: run C++ code, turn exceptions into error codes.
 #define PG_CALLBACK_BEGIN try {
-#define PG_CALLBACK_END(where)                       \
-  }                                                  \
-  catch (...) {                                      \
+#define PG_CALLBACK_END(where)                         \
+  }                                                    \
+  catch (...) {                                        \
     return ::physgrad::reportCallbackException(where); \
-  }                                                  \
+  }                                                    \
   return 0;

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "physgrad/inverse/loss.hpp"
 #include "physgrad/physics/jacobian.hpp"
@@ -37,7 +38,8 @@ class InverseProblem {
   bool hasTruth() const { return static_cast<bool>(truth_); }
 
   /// y = P(x); returns L(y).  A repeated call at the same x reuses the last output
-  /// instead of solving again.  Returns NaN (y undefined) when the solve meets Inf/NaN.
+  /// instead of solving again.  Returns NaN (y undefined) when the solve meets Inf/NaN or
+  /// the state leaves a step's range (StateOutOfRange): optimisers reject such trials.
   double evaluate(Vec x, Vec y);
   /// g = dL/dx = J^T dL/dy at x (forward + reverse sweep); returns L(P(x)), or NaN
   /// (g undefined) when a solve meets Inf/NaN.
@@ -62,6 +64,8 @@ class InverseProblem {
   /// Simulator runs since construction or the last resetCounts().
   SolveCounts counts() const;
   void resetCounts() { baseline_ = sim_->counts(); }
+  /// Why the last rejected evaluation or inverse failed (empty if none was).
+  const std::string& lastRejection() const { return last_rejection_; }
   /// Forgets the cached forward solve, so that a new run pays for its own first one.
   void clearCache() { have_last_ = false; }
 
@@ -77,6 +81,7 @@ class InverseProblem {
   StepCounts baseline_;
   std::unique_ptr<JacobianOperator> jacobian_;
   HessianAction hessian_;
+  std::string last_rejection_;
 };
 
 }  // namespace physgrad

@@ -50,10 +50,13 @@ namespace physgrad {
 /// A state whose departure points lie beyond the grid's ghost layers.  An InputError (the
 /// usual fix is a longer stencil_width or a shorter dt), with the numbers for callers that
 /// want to react (e.g. an optimiser rejecting a trial point).
-class CflError : public InputError {
+class CflError : public StateOutOfRange {
  public:
   CflError(const std::string& what, double cfl, PetscInt ghost_width, PetscInt required_width)
-      : InputError(what), cfl_(cfl), ghost_width_(ghost_width), required_width_(required_width) {}
+      : StateOutOfRange(what),
+        cfl_(cfl),
+        ghost_width_(ghost_width),
+        required_width_(required_width) {}
   /// max|u| dt sum_d 1/h_d of the offending state.
   double cfl() const { return cfl_; }
   /// GridSpec::stencil_width of the grid.
