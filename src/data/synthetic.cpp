@@ -58,10 +58,10 @@ std::vector<SoftBox> drawBoxes(const Grid& grid, const SoftBoxesOptions& options
 void checkLayout(const Grid& grid, Vec v, const char* what) {
   PetscInt local = 0;
   PG_CALL(VecGetLocalSize(v, &local));
-  if (local != grid.owned().count()) {
+  if (local != grid.owned().count() * grid.dof()) {
     std::ostringstream os;
     os << what << ": the vector has " << local << " local entries, the grid owns "
-       << grid.owned().count() << " points on this rank";
+       << grid.owned().count() << " points of " << grid.dof() << " components on this rank";
     throw InputError(os.str());
   }
 }
@@ -80,6 +80,9 @@ void fillSoftBoxes(const Grid& grid, Vec x, const SoftBoxesOptions& options) {
        << ")";
     throw InputError(os.str());
   }
+  if (grid.dof() != 1)
+    throw InputError("soft boxes: a scalar field is needed (the grid has " +
+                     std::to_string(grid.dof()) + " components per point)");
   checkLayout(grid, x, "soft boxes");
   const std::vector<SoftBox> boxes = drawBoxes(grid, options);
   const int dim = grid.dim();
@@ -114,12 +117,16 @@ void addGaussianNoise(const Grid& grid, Vec y, double sigma, uint64_t seed) {
   constexpr double kTwoPi = 6.283185307179586476925286766559;
   PetscScalar* a = nullptr;
   PG_CALL(VecGetArray(y, &a));
+  const PetscInt dof = grid.dof();
   forEachOwned(grid, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt o) {
-    const uint64_t m = static_cast<uint64_t>(grid.naturalIndex(i, j, k));
-    // u1 in (0, 1] keeps the logarithm finite.
-    const double u1 = static_cast<double>((splitmix64(seed, 2 * m) >> 11) + 1) * kTwoPowMinus53;
-    const double u2 = unitFromBits(splitmix64(seed, 2 * m + 1));
-    a[o] += sigma * std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
+    for (PetscInt c = 0; c < dof; ++c) {
+      // Entry m of the natural ordering (component fastest): rank-independent draws.
+      const uint64_t m = static_cast<uint64_t>(grid.naturalIndex(i, j, k) * dof + c);
+      // u1 in (0, 1] keeps the logarithm finite.
+      const double u1 = static_cast<double>((splitmix64(seed, 2 * m) >> 11) + 1) * kTwoPowMinus53;
+      const double u2 = unitFromBits(splitmix64(seed, 2 * m + 1));
+      a[o * dof + c] += sigma * std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
+    }
   });
   PG_CALL(VecRestoreArray(y, &a));
 }

@@ -65,6 +65,12 @@ bool InverseProblem::inverse(Vec x0, Vec y, Vec x) {
   } catch (const StateOutOfRange& e) {
     last_rejection_ = e.what();
     return false;
+  } catch (const PetscException& e) {
+    // A local inverse that did not converge is a stated failure of this trial, which the
+    // optimiser answers with its fallbacks; every other PETSc error propagates.
+    if (e.code() != PETSC_ERR_NOT_CONVERGED) throw;
+    last_rejection_ = e.what();
+    return false;
   }
   return true;
 }

@@ -48,9 +48,13 @@ Summary runPhysicalGradient(InverseProblem& problem, Vec x, const OptimizerOptio
     bool accepted = false;
     int shrinks = 0;
     problem.loss().newtonStep(w.yx, w.dy);
+    int failed_inverses = 0;
     for (; shrinks <= o.pg_max_shrinks; ++shrinks, eta *= o.pg_shrink) {
-      PG_CALL(VecWAXPY(w.g, eta, w.dy, w.yx));          // target in y-space
-      if (!problem.inverse(x, w.g, w.trial)) continue;  // Inf/NaN: a rejected trial
+      PG_CALL(VecWAXPY(w.g, eta, w.dy, w.yx));  // target in y-space
+      if (!problem.inverse(x, w.g, w.trial)) {  // no inverse for this target: rejected
+        ++failed_inverses;
+        continue;
+      }
       const double trial_loss = problem.evaluate(w.trial, w.y);
       if (std::isfinite(trial_loss) && trial_loss < loss) {
         PG_CALL(VecCopy(w.trial, x));
@@ -65,7 +69,12 @@ Summary runPhysicalGradient(InverseProblem& problem, Vec x, const OptimizerOptio
     double gnorm = kNaN;
     if (!accepted) {
       ++rec.summary().fallbacks;
-      note = "PG: no decrease after " + std::to_string(shrinks) + " eta shrinks; fallback ";
+      note = "PG: no decrease after " + std::to_string(shrinks) + " eta shrinks";
+      if (failed_inverses > 0) {
+        note += " (" + std::to_string(failed_inverses) +
+                " inverses failed: " + problem.lastRejection().substr(0, 60) + "...)";
+      }
+      note += "; fallback ";
       std::string why;
       int ig_shrinks = 0;
       if (inverseGradientDirection(problem, x, o.pg_eta, o, w, w.dx, &why) &&

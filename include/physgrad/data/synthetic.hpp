@@ -36,7 +36,8 @@ struct SoftBoxesOptions {
 /// instead of the exact 2 r_a, the soft-edge formula of the experiment being used unchanged
 /// for all sizes. Boxes are cut at the domain boundary, not wrapped around periodic
 /// boundaries. The field is the sum of the boxes, so it lies in [0, sum of strengths].
-/// Throws InputError if reference_size is not positive and finite.
+/// Throws InputError if reference_size is not positive and finite or the grid is not
+/// scalar (dof != 1).
 void fillSoftBoxes(const Grid& grid, Vec x, const SoftBoxesOptions& options = {});
 
 /// Adds independent N(0, sigma^2) noise to every point of the global Vec `y`.
@@ -45,7 +46,8 @@ void fillSoftBoxes(const Grid& grid, Vec x, const SoftBoxesOptions& options = {}
 /// sequence started at `seed` (random access, so no rank has to skip through the others'
 /// numbers): u1 = ((a >> 11) + 1) 2^-53 in (0, 1], u2 = (b >> 11) 2^-53, and
 /// z = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller). sigma < 0 (or NaN) throws InputError;
-/// sigma == 0 leaves `y` unchanged.
+/// sigma == 0 leaves `y` unchanged.  Multi-component fields draw per entry of the natural
+/// ordering (point-major, component fastest), so dof = 1 keeps the scalar numbers.
 void addGaussianNoise(const Grid& grid, Vec y, double sigma, uint64_t seed);
 
 }  // namespace physgrad

@@ -45,7 +45,8 @@ class InverseProblem {
   /// (g undefined) when a solve meets Inf/NaN.
   double valueAndGradient(Vec x, Vec g);
   /// x = P^{-1}(y) by inverse time stepping around the trajectory of x0.  Returns false
-  /// (x undefined) when a solve meets Inf/NaN.
+  /// (x undefined, reason in lastRejection()) when a solve meets Inf/NaN, a state leaves a
+  /// step's range, or a local inverse does not converge.
   bool inverse(Vec x0, Vec y, Vec x);
 
   /// The Jacobian of the simulator at x (the returned operator is reused between calls).
