@@ -97,7 +97,8 @@ std::unique_ptr<Simulator> makeViscousBurgersSimulator(const Grid& grid, double 
                                                        PetscInt steps, Interpolation interpolation,
                                                        SplitOrder order,
                                                        CheckpointOptions checkpointing,
-                                                       LinearSolveOptions diffusion_solve) {
+                                                       LinearSolveOptions diffusion_solve,
+                                                       NewtonKrylovOptions advection_inverse) {
   const double dt = splitTimeStep(t_end, steps);
   if (!(nu >= 0.0) || !std::isfinite(nu)) {
     std::ostringstream os;
@@ -106,9 +107,9 @@ std::unique_ptr<Simulator> makeViscousBurgersSimulator(const Grid& grid, double 
   }
   std::shared_ptr<Step> advect, half, diffuse;
   if (nu > 0.0 && order == SplitOrder::Strang) {
-    half = std::make_shared<SelfAdvectionStep>(grid, 0.5 * dt, interpolation);
+    half = std::make_shared<SelfAdvectionStep>(grid, 0.5 * dt, interpolation, advection_inverse);
   } else {
-    advect = std::make_shared<SelfAdvectionStep>(grid, dt, interpolation);
+    advect = std::make_shared<SelfAdvectionStep>(grid, dt, interpolation, advection_inverse);
   }
   if (nu > 0.0) {
     diffuse = std::make_shared<ImplicitDiffusionStep>(grid, DiffusionParams{nu, dt}, 1.0,

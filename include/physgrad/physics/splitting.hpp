@@ -20,6 +20,7 @@
 #include <string>
 
 #include "physgrad/physics/advection.hpp"
+#include "physgrad/physics/burgers.hpp"
 #include "physgrad/physics/interpolation.hpp"
 #include "physgrad/physics/shifted_laplacian.hpp"
 #include "physgrad/physics/simulator.hpp"
@@ -52,6 +53,7 @@ std::unique_ptr<Simulator> makeViscousBurgersSimulator(
     const Grid& grid, double nu, double t_end, PetscInt steps,
     Interpolation interpolation = Interpolation::Cubic,
     SplitOrder order = SplitOrder::AdvectionFirst, CheckpointOptions checkpointing = {},
-    LinearSolveOptions diffusion_solve = {});
+    LinearSolveOptions diffusion_solve = {},
+    NewtonKrylovOptions advection_inverse = defaultSelfAdvectionInverseOptions());
 
 }  // namespace physgrad
