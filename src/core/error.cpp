@@ -35,7 +35,7 @@ PetscErrorCode reportCallbackException(const char* where) noexcept {
   }
   g_callback_message = std::string(where) + ": " + what;
   return ::PetscError(PETSC_COMM_SELF, __LINE__, where, __FILE__, PETSC_ERR_LIB,
-                    PETSC_ERROR_INITIAL, "%s", g_callback_message.c_str());
+                      PETSC_ERROR_INITIAL, "%s", g_callback_message.c_str());
 }
 
 }  // namespace physgrad

@@ -23,8 +23,8 @@ namespace {
 template <int D>
 void rowBody(const PetscScalar* __restrict p, const PetscScalar* __restrict ym,
              const PetscScalar* __restrict yp, const PetscScalar* __restrict zm,
-             const PetscScalar* __restrict zp, PetscScalar* __restrict q, PetscInt sx,
-             PetscInt end, PetscInt begin, double center, const double c[3]) {
+             const PetscScalar* __restrict zp, PetscScalar* __restrict q, PetscInt sx, PetscInt end,
+             PetscInt begin, double center, const double c[3]) {
   const double cx = c[0], cy = c[1], cz = c[2];
   for (PetscInt e = begin; e < end; ++e) {
     double v = center * p[e] + cx * (p[e - sx] + p[e + sx]);

@@ -57,7 +57,7 @@ class ImplicitDiffusionStep final : public Step {
 
  private:
   double theta_;
-  ShiftedLaplacian implicit_;  // I - theta dt kappa Delta_h
+  ShiftedLaplacian implicit_;                   // I - theta dt kappa Delta_h
   std::unique_ptr<ShiftedLaplacian> explicit_;  // I + (1 - theta) dt kappa Delta_h, theta < 1
   OwnedVec work_;
 };
