@@ -7,12 +7,16 @@
 // distributed Vecs), identical on all ranks, so tests may branch and assert on it without
 // one rank leaving a test while the others enter a collective.
 
+#include <gtest/gtest.h>
 #include <petscvec.h>
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
+#include "fields.hpp"
+#include "physgrad/core/environment.hpp"
 #include "physgrad/core/error.hpp"
 #include "physgrad/core/handle.hpp"
 #include "physgrad/physics/step.hpp"
@@ -101,6 +105,25 @@ inline double inverseMismatch(Step& step, Vec x) {
   PG_CALL(VecNorm(back, NORM_2, &err));
   PG_CALL(VecNorm(x, NORM_2, &norm));
   return err / norm;
+}
+
+/// Asserts that a distributed run and a serial copy of the same operator agree: `R` holds
+/// the gathered natural-order results `forward`, `jvp`, `vjp` and `inverse` of each run.
+/// The differences are rank-maximised, so every rank takes the same branch.
+template <typename R>
+void expectSameAcrossRanks(const std::string& label, const R& distributed, const R& serial,
+                           double tolerance = 1e-12) {
+  const MPI_Comm world = PETSC_COMM_WORLD;
+  const double d_forward = maxRelativeDifference(distributed.forward, serial.forward, world);
+  const double d_jvp = maxRelativeDifference(distributed.jvp, serial.jvp, world);
+  const double d_vjp = maxRelativeDifference(distributed.vjp, serial.vjp, world);
+  const double d_inverse = maxRelativeDifference(distributed.inverse, serial.inverse, world);
+  rootPrintf("  %-40s distributed vs serial: forward %.2e jvp %.2e vjp %.2e inverse %.2e\n",
+             label.c_str(), d_forward, d_jvp, d_vjp, d_inverse);
+  EXPECT_LE(d_forward, tolerance);
+  EXPECT_LE(d_jvp, tolerance);
+  EXPECT_LE(d_vjp, tolerance);
+  EXPECT_LE(d_inverse, tolerance);
 }
 
 }  // namespace physgrad::testutil

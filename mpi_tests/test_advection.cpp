@@ -481,17 +481,7 @@ TEST_P(AdvectionDerivatives, ResultsDoNotDependOnTheNumberOfRanks) {
   Run serial{serial_grid, *serial_op, {}, {}, {}, {}};
   run_all(distributed);
   run_all(serial);
-  const MPI_Comm world = Environment::comm();
-  const double d_forward = maxRelativeDifference(distributed.forward, serial.forward, world);
-  const double d_jvp = maxRelativeDifference(distributed.jvp, serial.jvp, world);
-  const double d_vjp = maxRelativeDifference(distributed.vjp, serial.vjp, world);
-  const double d_inverse = maxRelativeDifference(distributed.inverse, serial.inverse, world);
-  rootPrintf("  %-36s distributed vs serial: forward %.2e jvp %.2e vjp %.2e inverse %.2e\n",
-             GetParam().label.c_str(), d_forward, d_jvp, d_vjp, d_inverse);
-  EXPECT_LE(d_forward, 1e-12);
-  EXPECT_LE(d_jvp, 1e-12);
-  EXPECT_LE(d_vjp, 1e-12);
-  EXPECT_LE(d_inverse, 1e-12);
+  testutil::expectSameAcrossRanks(GetParam().label, distributed, serial);
 }
 
 INSTANTIATE_TEST_SUITE_P(Advection, AdvectionDerivatives, ::testing::ValuesIn(allCases()),
