@@ -120,6 +120,26 @@ double triadBandwidth(PetscInt local_size, PetscInt reps) {
   return 24.0 * static_cast<double>(n) * pg::Environment::size() / t / 1e9;
 }
 
+// A plain 2D five-point loop over a row-major array of rows x width doubles per rank
+// (no PETSc, no ghosts), every rank at once: how fast a straightforward stencil runs on
+// this machine.  Returns aggregate GB/s counting 16 B per point, like the step rows.
+double plainStencilBandwidth(PetscInt width, PetscInt rows, PetscInt reps) {
+  const size_t w = static_cast<size_t>(width), n = w * static_cast<size_t>(rows);
+  std::vector<double> x(n, 1.0), y(n, 0.0);
+  const double t = bestTime(reps, [&] {
+    const double* __restrict b = x.data();
+    double* __restrict a = y.data();
+    for (size_t j = 1; j + 1 < static_cast<size_t>(rows); ++j)
+      for (size_t i = 1; i + 1 < w; ++i) {
+        const size_t k = j * w + i;
+        a[k] = 0.2 * b[k] + 0.2 * (b[k - 1] + b[k + 1] + b[k - w] + b[k + w]);
+      }
+  });
+  volatile double sink = y[n / 2];
+  (void)sink;
+  return 16.0 * static_cast<double>(n) * pg::Environment::size() / t / 1e9;
+}
+
 int run() {
   BenchOptions o;
   PG_CALL(readOptions(&o));
@@ -141,6 +161,14 @@ int run() {
   pg::rootPrintf(
       "| ranks | grid | step | ms/step | Mupdates/s | B/point | eff. GB/s | %% triad "
       "| triad GB/s |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+  if (o.n2 > 0) {
+    const PetscInt rows = std::max<PetscInt>(3, o.n2 / ranks);
+    const double plain = plainStencilBandwidth(o.n2, rows, o.reps);
+    const double triad = triadBandwidth(o.n2 * rows, o.reps);
+    pg::rootPrintf(
+        "| %d | %d^2 | reference: plain 5-point loop | - | - | 16 | %.2f | %.0f | %.2f |\n", ranks,
+        static_cast<int>(o.n2), plain, 100.0 * plain / triad, triad);
+  }
   for (int dim : {2, 3}) {
     const PetscInt n = dim == 2 ? o.n2 : o.n3;
     if (n == 0) continue;
