@@ -577,14 +577,7 @@ void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const Inter
   PG_CALL(VecGetArray(work_a_, &tilde));
   ahead.gather(xl, tilde);
   PG_CALL(VecRestoreArray(work_a_, &tilde));
-  exchange_.globalToLocal(work_a_, local_b_);
-  const PetscScalar* tl = nullptr;
-  PetscScalar* hat = nullptr;
-  PG_CALL(VecGetArrayRead(local_b_, &tl));
-  PG_CALL(VecGetArray(work_b_, &hat));
-  back.gather(tl, hat);
-  PG_CALL(VecRestoreArray(work_b_, &hat));
-  PG_CALL(VecRestoreArrayRead(local_b_, &tl));
+  gatherThrough(back, work_a_, local_b_, work_b_);
 
   const PetscScalar *xa = nullptr, *ta = nullptr, *ha = nullptr;
   PetscScalar* ya = nullptr;
@@ -645,14 +638,7 @@ void MacCormackAdvectionStep::tangent(Vec dx, Vec dy) {
   PG_CALL(VecGetArray(work_a_, &tilde));
   departure_->gather(dl, tilde);
   PG_CALL(VecRestoreArray(work_a_, &tilde));
-  exchange_.globalToLocal(work_a_, local_b_);
-  const PetscScalar* tl = nullptr;
-  PetscScalar* hat = nullptr;
-  PG_CALL(VecGetArrayRead(local_b_, &tl));
-  PG_CALL(VecGetArray(work_b_, &hat));
-  reverse_departure_->gather(tl, hat);
-  PG_CALL(VecRestoreArray(work_b_, &hat));
-  PG_CALL(VecRestoreArrayRead(local_b_, &tl));
+  gatherThrough(*reverse_departure_, work_a_, local_b_, work_b_);
 
   const PetscScalar *da = nullptr, *ta = nullptr, *ha = nullptr;
   PetscScalar* out = nullptr;
@@ -720,14 +706,19 @@ void MacCormackAdvectionStep::approximateInverse(Vec y, Vec x) {
 }
 
 void MacCormackAdvectionStep::reverseLinear(Vec y, Vec x) {
-  exchange_.globalToLocal(y, local_a_);
-  const PetscScalar* yl = nullptr;
-  PetscScalar* xa = nullptr;
-  PG_CALL(VecGetArrayRead(local_a_, &yl));
-  PG_CALL(VecGetArray(x, &xa));
-  reverse_departure_->gather(yl, xa);
-  PG_CALL(VecRestoreArray(x, &xa));
-  PG_CALL(VecRestoreArrayRead(local_a_, &yl));
+  gatherThrough(*reverse_departure_, y, local_a_, x);
+}
+
+void MacCormackAdvectionStep::gatherThrough(const InterpolationTable& table, Vec in, Vec local,
+                                            Vec out) {
+  exchange_.globalToLocal(in, local);
+  const PetscScalar* l = nullptr;
+  PetscScalar* o = nullptr;
+  PG_CALL(VecGetArrayRead(local, &l));
+  PG_CALL(VecGetArray(out, &o));
+  table.gather(l, o);
+  PG_CALL(VecRestoreArray(out, &o));
+  PG_CALL(VecRestoreArrayRead(local, &l));
 }
 
 double MacCormackAdvectionStep::residualNorm(Vec x, Vec y, Vec residual) {

@@ -215,6 +215,8 @@ class MacCormackAdvectionStep final : public Step {
   void tangent(Vec dx, Vec dy);
   void adjoint(Vec w, Vec wx);
   void reverseLinear(Vec y, Vec x);
+  /// out = table applied to `in`, through the ghosted scratch vector `local`.
+  void gatherThrough(const InterpolationTable& table, Vec in, Vec local, Vec out);
   /// ||S(x) - y|| with S(x) - y in `residual`; linearises at x.
   double residualNorm(Vec x, Vec y, Vec residual);
 
