@@ -68,6 +68,11 @@ class Grid {
   /// box) and leaves its owned entries untouched.  Stencil kernels that read owned values
   /// straight from the global array use this to avoid copying the whole field.
   void updateGhosts(Vec global, Vec local) const;
+  /// Like updateGhosts, but fills only the ghost entries whose value lives on another
+  /// rank.  Ghosts that wrap around a periodic axis onto this rank's own points are left
+  /// untouched: a kernel using this must read those values from the owned array itself.
+  /// On one rank with a periodic grid it moves nothing.
+  void updateRemoteGhosts(Vec global, Vec local) const;
 
   const IndexBox& owned() const { return owned_; }
   const IndexBox& ghosted() const { return ghosted_; }
@@ -88,7 +93,9 @@ class Grid {
   OwnedDM dm_;
   std::array<double, 3> h_ = {1.0, 1.0, 1.0};
   IndexBox owned_, ghosted_;
-  mutable Handle<VecScatter, VecScatterDestroy> ghost_scatter_;  // built on first use
+  void buildGhostScatter(Vec global, Vec local, bool remote_only) const;
+  // Built on first use: every ghost entry / only those owned by another rank.
+  mutable Handle<VecScatter, VecScatterDestroy> ghost_scatter_, remote_ghost_scatter_;
 };
 
 /// Calls f(i, j, k, owned_offset) for every owned point; owned_offset * dof + c indexes

@@ -19,8 +19,19 @@ struct LinearSolveOptions {
   PetscInt max_it = 10000;
 };
 
+/// When the stencil apply writes y with non-temporal (cache-bypassing) stores.  Auto:
+/// when the build has them (AVX-512) and the local part of y is larger than the
+/// last-level cache.  Always/never exist for tests and measurements.
+enum class StreamingStores { Auto, Always, Never };
+
 class ShiftedLaplacian {
  public:
+  /// Process-wide policy for the streaming stores of apply() (default Auto).
+  static void setStreamingStores(StreamingStores policy);
+  static StreamingStores streamingStores();
+  /// Whether this build has a streaming-store kernel at all.
+  static bool haveStreamingStores();
+
   /// `prefix` is the PETSc options prefix of the inner KSP (e.g. "be_"), so that
   /// -be_ksp_type / -be_pc_type override the defaults.
   ShiftedLaplacian(const Grid& grid, double alpha, double beta, std::string prefix,
