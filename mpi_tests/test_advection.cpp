@@ -490,6 +490,71 @@ INSTANTIATE_TEST_SUITE_P(Advection, AdvectionDerivatives, ::testing::ValuesIn(al
                          });
 
 // ---------------------------------------------------------------------------------------
+// Linearisation records: a store-all simulator keeps the clamping pattern of every
+// MacCormack step from its forward pass instead of re-running the step in the sweep.
+
+TEST(MacCormackRecords, StoreAllSweepsWithRecordsEqualRecomputedOnes) {
+  const OperatorCase c{"", Kind::MacCormack, 2, Boundary::Periodic};
+  const Grid grid(Environment::comm(), specFor(c));
+  const Flow f = flowFor(grid, 1.0);
+  // One shared step object, as in makeAdvectionSimulator: records are per step *index*.
+  auto step = std::make_shared<MacCormackAdvectionStep>(grid, *f.velocity, f.dt);
+  const std::vector<std::shared_ptr<Step>> steps(6, step);
+  Simulator store_all(grid, steps), checkpointed(grid, steps, CheckpointOptions{2});
+  // Rough fields, so that the limiter clamps somewhere in every step.
+  OwnedVec x = fieldFromNatural(grid, roughRandomNatural(grid, 11));
+  OwnedVec v = fieldFromNatural(grid, roughRandomNatural(grid, 12));
+  OwnedVec w = fieldFromNatural(grid, roughRandomNatural(grid, 13));
+  OwnedVec y = grid.createGlobal(), a = grid.createGlobal(), b = grid.createGlobal();
+  store_all.forward(x, y);
+  ASSERT_GT(step->clampedAtLinearisation(), 0);
+  auto relative = [&](Vec p, Vec q) {
+    return maxRelativeDifference(grid.gatherNatural(p), grid.gatherNatural(q), grid.comm());
+  };
+  store_all.vjp(x, w, a);
+  checkpointed.vjp(x, w, b);
+  EXPECT_LE(relative(a, b), 1e-14);
+  EXPECT_EQ(store_all.lastRecomputed(), 0);
+  EXPECT_GT(checkpointed.lastRecomputed(), 0);
+  store_all.jvp(x, v, a);
+  checkpointed.jvp(x, v, b);
+  EXPECT_LE(relative(a, b), 1e-14);
+}
+
+TEST(MacCormackRecords, ARecordIsIgnoredOnceItsStateChanged) {
+  const OperatorCase c{"", Kind::MacCormack, 2, Boundary::Periodic};
+  const Grid grid(Environment::comm(), specFor(c));
+  const Flow f = flowFor(grid, 1.0);
+  MacCormackAdvectionStep step(grid, *f.velocity, f.dt), fresh(grid, *f.velocity, f.dt);
+  OwnedVec x = fieldFromNatural(grid, roughRandomNatural(grid, 21));
+  OwnedVec w = fieldFromNatural(grid, roughRandomNatural(grid, 22));
+  OwnedVec y = grid.createGlobal(), a = grid.createGlobal(), b = grid.createGlobal();
+  step.forward(x, y);
+  std::unique_ptr<LinearisationRecord> record = step.recordLinearisation();
+  ASSERT_TRUE(record);
+  // Linearise elsewhere, restore the record for x, then change x: the record no longer
+  // describes it, and vjp must relinearise at the new x.
+  OwnedVec other = fieldFromNatural(grid, roughRandomNatural(grid, 23));
+  step.forward(other, y);
+  step.restoreLinearisation(*record, x);
+  // (Not a scaling: the clamping pattern is invariant under x -> c x.)
+  PG_CALL(VecAXPY(x, 1.0, other));
+  step.vjp(x, w, a);
+  fresh.vjp(x, w, b);
+  EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
+            1e-15);
+  // And with x unchanged the restored record is used as is: equal to a fresh linearisation.
+  step.forward(other, y);
+  fresh.forward(x, y);
+  record = fresh.recordLinearisation();
+  step.restoreLinearisation(*record, x);
+  step.vjp(x, w, a);
+  fresh.vjp(x, w, b);
+  EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
+            1e-15);
+}
+
+// ---------------------------------------------------------------------------------------
 // The MacCormack inverse away from the linearisation point.
 
 TEST(MacCormackInverse, NewtonSolvesFromTheApproximateInverse) {

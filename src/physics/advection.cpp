@@ -618,6 +618,31 @@ void MacCormackAdvectionStep::forward(Vec x, Vec y) {
   apply(*departure_, *reverse_departure_, x, y, active_);
   PG_CALL(VecCopy(x, linearised_at_));
   linearised_ = true;
+  restored_ = false;
+}
+
+namespace {
+struct ClampingPattern final : LinearisationRecord {
+  std::vector<PetscInt> active;
+};
+}  // namespace
+
+std::unique_ptr<LinearisationRecord> MacCormackAdvectionStep::recordLinearisation() {
+  if (!linearised_) return nullptr;
+  auto record = std::make_unique<ClampingPattern>();
+  record->active = active_;
+  return record;
+}
+
+void MacCormackAdvectionStep::restoreLinearisation(const LinearisationRecord& record, Vec x) {
+  const auto* pattern = dynamic_cast<const ClampingPattern*>(&record);
+  if (!pattern || pattern->active.size() != active_.size())
+    throw std::logic_error("MacCormackAdvectionStep: a linearisation record of another step");
+  active_ = pattern->active;
+  // linearised_at_ no longer describes active_: only the stamped Vec does.
+  linearised_ = false;
+  restored_ = true;
+  restored_at_ = VecStamp::of(x);
 }
 
 PetscInt MacCormackAdvectionStep::clampedAtLinearisation() const {
@@ -625,6 +650,7 @@ PetscInt MacCormackAdvectionStep::clampedAtLinearisation() const {
 }
 
 void MacCormackAdvectionStep::linearise(Vec x) {
+  if (restored_ && VecStamp::of(x) == restored_at_) return;
   PetscBool same = PETSC_FALSE;
   if (linearised_) PG_CALL(VecEqual(x, linearised_at_, &same));
   if (!same) forward(x, work_c_);

@@ -103,6 +103,10 @@ void Simulator::forward(Vec x, Vec y) {
   const bool record = !slots_.empty();
   size_t next_checkpoint = 0;  // index into first_descent_
   if (record) PG_CALL(VecCopy(x, slots_[0]));
+  if (record && !binomial_) {
+    records_.clear();
+    records_.resize(K);
+  }
   Vec in = x;
   for (size_t k = 0; k < K; ++k) {
     if (k + 1 == K && record) {
@@ -122,6 +126,7 @@ void Simulator::forward(Vec x, Vec y) {
     }
     steps_[k]->forward(in, out);
     ++counts_.forward;
+    if (record && !binomial_) records_[k] = steps_[k]->recordLinearisation();
     in = out;
   }
   if (record) {
@@ -209,8 +214,11 @@ void Simulator::reverseSweep(Visit visit, Vec first_in, Vec last_out) {
     return;
   }
   if (!binomial_) {
-    for (size_t k = K; k-- > 0;)
-      callVisit(visit, k, k + 1 == K ? last_input_.get() : slots_[k].get());
+    for (size_t k = K; k-- > 0;) {
+      Vec state = k + 1 == K ? last_input_.get() : slots_[k].get();
+      if (records_[k]) steps_[k]->restoreLinearisation(*records_[k], state);
+      callVisit(visit, k, state);
+    }
     last_peak_stored_ = static_cast<PetscInt>(K);
     return;
   }
@@ -243,6 +251,8 @@ void Simulator::jvp(Vec x, Vec dx, Vec dy) {
     Vec s = nullptr;
     if (!slots_.empty()) s = binomial_ ? state : (k + 1 == K ? last_input_.get() : slots_[k].get());
     Vec out = k + 1 == K ? dy : (k % 2 == 0 ? rev_a_.get() : rev_b_.get());
+    if (!binomial_ && !slots_.empty() && records_[k])
+      steps_[k]->restoreLinearisation(*records_[k], s);
     steps_[k]->jvp(s, in, out);
     ++counts_.jvp;
     if (binomial_ && k + 1 < K) {

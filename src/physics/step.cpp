@@ -1,11 +1,21 @@
 #include "physgrad/physics/step.hpp"
 
+// PetscObjectStateGet is declared only in the private header in PETSc 3.18.
+#include <petsc/private/petscimpl.h>
+
 #include <sstream>
 
 #include "physgrad/core/error.hpp"
 #include "physgrad/physics/jacobian.hpp"
 
 namespace physgrad {
+
+VecStamp VecStamp::of(Vec v) {
+  VecStamp s;
+  PG_CALL(PetscObjectGetId(reinterpret_cast<PetscObject>(v), &s.id));
+  PG_CALL(PetscObjectStateGet(reinterpret_cast<PetscObject>(v), &s.state));
+  return s;
+}
 
 void Step::inverse(Vec x0, Vec y, Vec x) {
   // The generic local inverse: Newton-Krylov on S(x) = y from the linearisation point.

@@ -178,6 +178,9 @@ class MacCormackAdvectionStep final : public Step {
   void forward(Vec x, Vec y) override;
   void jvp(Vec x, Vec dx, Vec dy) override;
   void vjp(Vec x, Vec w, Vec wx) override;
+  /// The clamping pattern of the last forward() (4 bytes per entry).
+  std::unique_ptr<LinearisationRecord> recordLinearisation() override;
+  void restoreLinearisation(const LinearisationRecord& record, Vec x) override;
   /// Solves S(x) = y by a semismooth Newton method, started from whichever of x0 (the local
   /// inverse around x0 passes through it) and approximateInverse(y) has the smaller
   /// residual.  Each Newton step solves J(x_k) d = S(x_k) - y by GMRES preconditioned with
@@ -227,8 +230,10 @@ class MacCormackAdvectionStep final : public Step {
   std::unique_ptr<InterpolationTable> departure_, reverse_departure_;
   OwnedVec local_a_, local_b_, work_a_, work_b_, work_c_;
   std::vector<PetscInt> active_, scratch_active_;
-  OwnedVec linearised_at_;
+  OwnedVec linearised_at_;  // a copy of the input of the last forward()
   bool linearised_ = false;
+  VecStamp restored_at_;  // the Vec a restored record belongs to
+  bool restored_ = false;
   PetscInt newton_its_ = 0, krylov_its_ = 0;
   std::unique_ptr<detail::KrylovSolver> newton_gmres_, newton_lsqr_;
 };

@@ -84,7 +84,9 @@ class Simulator final : public Step {
 
   std::vector<std::shared_ptr<Step>> steps_;
   bool binomial_ = false;
-  std::vector<OwnedVec> slots_;        // store-all: slot k = x_k; binomial: checkpoints
+  std::vector<OwnedVec> slots_;  // store-all: slot k = x_k; binomial: checkpoints
+  // Store-all: what forward(x_k) of step k left for its jvp/vjp (null if nothing).
+  std::vector<std::unique_ptr<LinearisationRecord>> records_;
   std::vector<size_t> first_descent_;  // binomial: step indices stored by forward()
   OwnedVec last_input_;                // x_{K-1}, left by the forward pass
   OwnedVec recorded_at_;               // the x the recording belongs to

@@ -4,11 +4,29 @@
 
 #include <petscvec.h>
 
+#include <memory>
 #include <string>
 
 #include "physgrad/grid/grid.hpp"
 
 namespace physgrad {
+
+/// What forward(x) of a nonlinear step computed that a jvp/vjp at x would otherwise compute
+/// again (for a limited scheme: which branch the limiter took at every point).  Opaque:
+/// only the step that made it reads it.
+class LinearisationRecord {
+ public:
+  virtual ~LinearisationRecord() = default;
+};
+
+/// Identity and modification count of a Vec: equal stamps mean the same object, not
+/// written since (PETSc bumps the state on every write access).
+struct VecStamp {
+  PetscObjectId id = 0;
+  PetscObjectState state = -1;
+  static VecStamp of(Vec v);
+  bool operator==(const VecStamp& o) const { return id == o.id && state == o.state; }
+};
 
 class Step {
  public:
@@ -34,6 +52,18 @@ class Step {
   /// PetscException if that does not converge; steps that know a better inverse (a
   /// stencil apply, a reverse-velocity step, a Fourier multiplier) override it.
   virtual void inverse(Vec x0, Vec y, Vec x);
+
+  /// The linearisation of the last forward() call, for a caller that keeps the input x
+  /// unchanged and will call jvp/vjp at it later (a store-all reverse sweep); nullptr when
+  /// the step has nothing worth keeping (linear steps; steps whose record would cost far
+  /// more memory than the state).
+  virtual std::unique_ptr<LinearisationRecord> recordLinearisation() { return nullptr; }
+  /// Makes the next jvp/vjp at exactly this Vec x, unmodified since, use `record` (from
+  /// recordLinearisation() right after forward(x)) instead of recomputing it.
+  virtual void restoreLinearisation(const LinearisationRecord& record, Vec x) {
+    (void)record;
+    (void)x;
+  }
 
   const Grid& grid() const { return *grid_; }
 
