@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "physgrad/core/environment.hpp"
@@ -39,7 +40,7 @@ static const char kHelp[] =
 namespace {
 
 struct BenchOptions {
-  PetscInt n2 = 4096, n3 = 256, reps = 10, gradient_steps = 64, gradient_n = 512;
+  PetscInt n2 = 4096, n3 = 256, reps = 10, gradient_steps = 64, gradient_n = 512, gradient_reps = 5;
   std::vector<std::string> steps, gradient_types;
   std::string output = "step_throughput.csv";
   PetscInt streaming = 0;  // index into kStreamingNames
@@ -65,6 +66,10 @@ PetscErrorCode readOptions(BenchOptions* o) {
                             &o->reps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_steps", "K of the gradient-cost simulators (0: skip)",
                             nullptr, o->gradient_steps, &o->gradient_steps, nullptr));
+  PetscCall(PetscOptionsInt("-gradient_reps",
+                            "Timed repetitions of each simulator forward and gradient (best is "
+                            "reported)",
+                            nullptr, o->gradient_reps, &o->gradient_reps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_n", "Points per axis of the 2D gradient-cost grid", nullptr,
                             o->gradient_n, &o->gradient_n, nullptr));
   char* graw[32] = {};
@@ -98,19 +103,28 @@ PetscErrorCode readOptions(BenchOptions* o) {
   PetscFunctionReturn(0);
 }
 
-// Best wall time of `reps` calls of f, each bracketed by barriers, maximised over ranks.
-double bestTime(PetscInt reps, const std::function<void()>& f) {
-  f();  // warm-up: first-touch, solver set-up, plan creation
-  double best = 1e300;
+// Wall time of one call of f, bracketed by barriers, maximised over ranks.
+double timed(const std::function<void()>& f) {
+  MPI_Barrier(PETSC_COMM_WORLD);
+  const double t0 = pg::wallTime();
+  f();
+  double t = pg::wallTime() - t0;
+  MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD);
+  return t;
+}
+
+// Best times of f and g over `reps` interleaved repetitions (f, g, f, g, ...) after one
+// warm-up call of each (first-touch, solver set-up, plan creation).
+std::pair<double, double> bestTimesInterleaved(PetscInt reps, const std::function<void()>& f,
+                                               const std::function<void()>& g) {
+  f();
+  g();
+  double best_f = 1e300, best_g = 1e300;
   for (PetscInt r = 0; r < reps; ++r) {
-    MPI_Barrier(PETSC_COMM_WORLD);
-    const double t0 = pg::wallTime();
-    f();
-    double t = pg::wallTime() - t0;
-    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD);
-    best = std::min(best, t);
+    best_f = std::min(best_f, timed(f));
+    best_g = std::min(best_g, timed(g));
   }
-  return best;
+  return {best_f, best_g};
 }
 
 // STREAM triad a = b + s c on every rank at once, on arrays of (at least) a given local
@@ -147,21 +161,8 @@ class Triad {
 // barriers and maximised over ranks.  Returns {seconds of f, triad GB/s}.
 std::pair<double, double> bestTimeBesideTriad(PetscInt reps, Triad& triad,
                                               const std::function<void()>& f) {
-  f();  // warm-up: first-touch, solver set-up, plan creation
-  triad.sweep();
-  double best_f = 1e300, best_t = 1e300;
-  auto timed = [](const std::function<void()>& g) {
-    MPI_Barrier(PETSC_COMM_WORLD);
-    const double t0 = pg::wallTime();
-    g();
-    double t = pg::wallTime() - t0;
-    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD);
-    return t;
-  };
-  for (PetscInt r = 0; r < reps; ++r) {
-    best_t = std::min(best_t, timed([&] { triad.sweep(); }));
-    best_f = std::min(best_f, timed(f));
-  }
+  const auto [best_t, best_f] = bestTimesInterleaved(
+      reps, [&] { triad.sweep(); }, f);
   return {best_f, triad.bandwidth(best_t)};
 }
 
@@ -191,7 +192,8 @@ int run() {
   BenchOptions o;
   PG_CALL(readOptions(&o));
   if (pg::helpRequested()) return 0;
-  if (o.reps < 1) throw pg::InputError("option -reps must be >= 1");
+  if (o.reps < 1 || o.gradient_reps < 1)
+    throw pg::InputError("options -reps and -gradient_reps must be >= 1");
   if (o.n2 < 0 || o.n3 < 0 || o.gradient_n < 0)
     throw pg::InputError("options -n2, -n3 and -gradient_n must be >= 0");
   if (o.gradient_steps < 0) throw pg::InputError("option -gradient_steps must be >= 0");
@@ -273,12 +275,14 @@ int run() {
         pg::CheckpointOptions cp;
         cp.checkpoints = variant == 0 ? 0 : sqrt_k;
         pg::Simulator sim(grid, std::vector<std::shared_ptr<pg::Step>>(K, step), cp);
-        const PetscInt reps = std::max<PetscInt>(1, o.reps / 4);
-        const double tf = bestTime(reps, [&] { sim.forward(x, y); });
-        const double tg = bestTime(reps, [&] {
-          sim.forward(x, y);
-          sim.vjp(x, w, g);
-        });
+        // Forward and gradient repetitions interleaved, so that both see the same state of
+        // a shared machine; best of each.
+        const auto [tf, tg] = bestTimesInterleaved(
+            o.gradient_reps, [&] { sim.forward(x, y); },
+            [&] {
+              sim.forward(x, y);
+              sim.vjp(x, w, g);
+            });
         ratio[variant] = tg / tf;
         if (variant == 0) forward_time = tf;
         recomputed = sim.lastRecomputed();

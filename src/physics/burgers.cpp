@@ -3,6 +3,7 @@
 #include <petscksp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <sstream>
 #include <vector>
@@ -19,6 +20,12 @@ NewtonKrylovOptions defaultSelfAdvectionInverseOptions() {
 // The departure stencils of one state, and the Jacobian terms that come with them.
 
 class SelfAdvectionStep::Linearisation {
+  // Over the stencils of the owned points: the reach (nodes from home), departure distance
+  // (cells), CFL, and a non-finite flag; reduced over the ranks by reduceAndCheck.
+  struct Maxima {
+    double reach = 0.0, cells = 0.0, cfl = 0.0, nonfinite = 0.0;
+  };
+
  public:
   /// `signed_dt` is +dt for the forward step and -dt for the backwards one.
   Linearisation(const Grid& grid, const CornerGhostExchange& exchange, Interpolation kind,
@@ -38,6 +45,7 @@ class SelfAdvectionStep::Linearisation {
     slope_.resize(count * per_point);
     inside_.resize(count * static_cast<size_t>(grid.dim()));
     jacobian_.resize(count * static_cast<size_t>(grid.dim() * grid.dim()));
+    for (int a = 0; a < grid.dim(); ++a) dq_du_[a] = -signed_dt / grid.h(a);
   }
 
   /// Departure points and stencils of the state x (collective).  Throws NonFiniteError if
@@ -50,37 +58,206 @@ class SelfAdvectionStep::Linearisation {
     const int dim = grid_->dim();
     double inverse_h_sum = 0.0;
     for (int a = 0; a < dim; ++a) inverse_h_sum += 1.0 / grid_->h(a);
-    // Reduced together: reach, departure cells, CFL, a non-finite flag.
-    double stats[4] = {0.0, 0.0, 0.0, 0.0};
+    Maxima m;
     const PetscScalar* xl = nullptr;
     PG_CALL(VecGetArrayRead(local_, &xl));
-    forEachOwned(*grid_, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt p) {
-      const PetscInt home[3] = {i, j, k};
-      const PetscScalar* u = xl + layout_.arrayOffset(i, j, k);
-      bool finite = true;
-      double speed2 = 0.0;
-      for (int a = 0; a < dim; ++a) {
-        finite = finite && std::isfinite(u[a]);
-        speed2 += u[a] * u[a];
-      }
-      if (!finite) stats[3] = 1.0;
-      const size_t base = static_cast<size_t>(p * dim * nodes_);
-      for (int a = 0; a < dim; ++a) {
-        const double cells = signed_dt_ * u[a] / grid_->h(a);
-        // A non-finite state is reported below; its stencils stay at home meanwhile.
-        const double q = static_cast<double>(home[a]) - (finite ? cells : 0.0);
-        const size_t at = base + static_cast<size_t>(a * nodes_);
-        const PetscInt reach = buildAxisStencil(layout_, kind_, a, q, home[a], &offset_[at],
-                                                &weight_[at], &slope_[at], &inside_[p * dim + a]);
-        if (finite) {
-          stats[0] = std::max(stats[0], static_cast<double>(reach));
-          stats[1] = std::max(stats[1], std::abs(cells));
+    const IndexBox& o = grid_->owned();
+    PetscInt p = 0;
+    for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {
+      for (PetscInt j = o.start[1]; j < o.start[1] + o.size[1]; ++j) {
+        for (PetscInt i = o.start[0]; i < o.start[0] + o.size[0]; ++i, ++p) {
+          const size_t at = static_cast<size_t>(p * dim * nodes_);
+          pointStencil(dim, nodes_, {i, j, k}, xl, inverse_h_sum, &offset_[at], &weight_[at],
+                       &slope_[at], &inside_[static_cast<size_t>(p * dim)], m);
         }
       }
-      if (finite)
-        stats[2] = std::max(stats[2], std::sqrt(speed2) * std::abs(signed_dt_) * inverse_h_sum);
+    }
+    PG_CALL(VecRestoreArrayRead(local_, &xl));
+    reduceAndCheck(m, scheme);
+    PG_CALL(VecCopy(x, point_));
+    valid_ = true;
+  }
+
+  /// The adjoint at the state x in one pass over the points, without tables: each stencil
+  /// is built, used and dropped.  local += gather^T values and gtw = G^T values per point,
+  /// as scatterAddWithJacobianTranspose after build(x) would give (the same numbers), for
+  /// a fraction of the memory traffic.  A reverse sweep meets every state once, so it has
+  /// no use for the tables; this leaves no linearisation behind.  Throws like build().
+  void adjointOnePass(Vec x, const std::string& scheme, const PetscScalar* values,
+                      PetscScalar* local, PetscScalar* gtw) {
+    forEachStencil(x, scheme,
+                   [&](auto d, auto n, PetscInt p, const PetscInt* off, const double* w,
+                       const double* slope, const PetscScalar* xl) {
+                     constexpr int D = decltype(d)::value, N = decltype(n)::value;
+                     adjointAt<D, N>(p, off, w, slope, xl, values, local, gtw);
+                   });
+  }
+
+  /// True when the linearisation belongs to x (collective).
+  bool isAt(Vec x) const {
+    if (!valid_) return false;
+    PetscBool same = PETSC_FALSE;
+    PG_CALL(VecEqual(x, point_, &same));
+    return same == PETSC_TRUE;
+  }
+
+  /// out[p * dim + c] = component c of the local field interpolated at departure point p.
+  void gather(const PetscScalar* local, PetscScalar* out) const {
+    const PetscInt dof = grid_->dof();
+    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
+      constexpr int D = decltype(d)::value, N = decltype(n)::value;
+      const PetscInt count = grid_->owned().count();
+      if (dof == D) {  // the velocity itself: all components in one pass
+        for (PetscInt p = 0; p < count; ++p) {
+          const size_t at = static_cast<size_t>(p * D * N);
+          gatherAtComponents<D, N, D>(&offset_[at], &weight_[at], local, out + p * D);
+        }
+        return;
+      }
+      for (PetscInt p = 0; p < count; ++p) {
+        const PetscInt* off = &offset_[static_cast<size_t>(p * D * N)];
+        const double* w = &weight_[static_cast<size_t>(p * D * N)];
+        for (PetscInt c = 0; c < dof; ++c) out[p * dof + c] = gatherAt<D, N>(off, w, local + c);
+      }
+    });
+  }
+
+  /// The adjoint's two parts in one pass over the stencils, without storing G:
+  /// local += gather^T values, and gtw[p * dim + a] = sum_c G[p][c][a] values[p * dim + c]
+  /// (the same products, summed in the same order, as jacobian() then a G^T product).
+  void scatterAddWithJacobianTranspose(const PetscScalar* values, PetscScalar* local,
+                                       PetscScalar* gtw) const {
+    const PetscScalar* xl = nullptr;
+    PG_CALL(VecGetArrayRead(local_, &xl));
+    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
+      constexpr int D = decltype(d)::value, N = decltype(n)::value;
+      const PetscInt count = grid_->owned().count();
+      for (PetscInt p = 0; p < count; ++p) {
+        const size_t at = static_cast<size_t>(p * D * N);
+        adjointAt<D, N>(p, &offset_[at], &weight_[at], &slope_[at], xl, values, local, gtw);
+      }
     });
     PG_CALL(VecRestoreArrayRead(local_, &xl));
+  }
+
+  /// G[p][c][a] = d y_c(x_p) / d u_a(x_p) through the departure point:
+  /// -signed_dt / h_a times the derivative of I[u_c] along axis a (in index units) at X_p.
+  const std::vector<double>& jacobian() {
+    if (jacobian_ready_) return jacobian_;
+    const PetscScalar* xl = nullptr;
+    PG_CALL(VecGetArrayRead(local_, &xl));
+    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
+      constexpr int D = decltype(d)::value, N = decltype(n)::value;
+      double dq_du[3] = {0.0, 0.0, 0.0};
+      for (int a = 0; a < D; ++a) dq_du[a] = -signed_dt_ / grid_->h(a);
+      const PetscInt count = grid_->owned().count();
+      for (PetscInt p = 0; p < count; ++p) {
+        const size_t at = static_cast<size_t>(p * D * N);
+        double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
+        gradientAtComponents<D, N, D>(&offset_[at], &weight_[at], &slope_[at], xl, grad);
+        for (int c = 0; c < D; ++c) {
+          for (int a = 0; a < D; ++a) {
+            jacobian_[static_cast<size_t>((p * D + c) * D + a)] = dq_du[a] * grad[c * D + a];
+          }
+        }
+      }
+    });
+    PG_CALL(VecRestoreArrayRead(local_, &xl));
+    jacobian_ready_ = true;
+    return jacobian_;
+  }
+
+  Vec local() const { return local_; }
+  double cfl() const { return cfl_; }
+  double departureCells() const { return departure_cells_; }
+  PetscInt requiredWidth() const { return required_width_; }
+
+ private:
+  /// Point p's share of the adjoint, from its stencil ([D][N] offsets, weights, slopes).
+  template <int D, int N>
+  void adjointAt(PetscInt p, const PetscInt* off, const double* w, const double* slope,
+                 const PetscScalar* xl, const PetscScalar* values, PetscScalar* local,
+                 PetscScalar* gtw) const {
+    const double* value = values + p * D;
+    double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
+    scatterAddAndGradientAtComponents<D, N, D>(off, w, slope, value, local, xl, grad);
+    for (int a = 0; a < D; ++a) {
+      double sum = 0.0;
+      for (int c = 0; c < D; ++c) sum += (dq_du_[a] * grad[c * D + a]) * value[c];
+      gtw[p * D + a] = sum;
+    }
+  }
+
+  /// Exchanges x into local_ and builds the departure stencil of every owned point into a
+  /// scratch stencil, then calls use(D, N, p, offset, weight, slope, local array) with it.
+  /// Afterwards the reach, CFL and finiteness are reduced over the ranks and checked as
+  /// build() documents.  The tables no longer describe local_: the linearisation is
+  /// invalid until the next build().
+  template <class Use>
+  void forEachStencil(Vec x, const std::string& scheme, Use&& use) {
+    valid_ = false;
+    jacobian_ready_ = false;
+    exchange_->globalToLocal(x, local_);
+    double inverse_h_sum = 0.0;
+    for (int a = 0; a < grid_->dim(); ++a) inverse_h_sum += 1.0 / grid_->h(a);
+    Maxima m;
+    const PetscScalar* xl = nullptr;
+    PG_CALL(VecGetArrayRead(local_, &xl));
+    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
+      constexpr int D = decltype(d)::value, N = decltype(n)::value;
+      Maxima local_m;  // not captured: it can live in registers
+      PetscInt offset[D * N];
+      double weight[D * N], slope[D * N];
+      std::uint8_t inside[D];
+      const IndexBox& o = grid_->owned();
+      PetscInt p = 0;
+      for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {
+        for (PetscInt j = o.start[1]; j < o.start[1] + o.size[1]; ++j) {
+          for (PetscInt i = o.start[0]; i < o.start[0] + o.size[0]; ++i, ++p) {
+            pointStencil(D, N, {i, j, k}, xl, inverse_h_sum, offset, weight, slope, inside,
+                         local_m);
+            use(d, n, p, offset, weight, slope, xl);
+          }
+        }
+      }
+      m = local_m;
+    });
+    PG_CALL(VecRestoreArrayRead(local_, &xl));
+    reduceAndCheck(m, scheme);
+  }
+
+  /// The stencil of the point `home` from its velocity (in the local array xl) into
+  /// [dim][nodes] arrays, folding its reach, departure distance and CFL into m.
+  void pointStencil(int dim, int nodes, const std::array<PetscInt, 3>& home, const PetscScalar* xl,
+                    double inverse_h_sum, PetscInt* offset, double* weight, double* slope,
+                    std::uint8_t* inside, Maxima& m) const {
+    const PetscScalar* u = xl + layout_.arrayOffset(home[0], home[1], home[2]);
+    bool finite = true;
+    double speed2 = 0.0;
+    for (int a = 0; a < dim; ++a) {
+      finite = finite && std::isfinite(u[a]);
+      speed2 += u[a] * u[a];
+    }
+    if (!finite) m.nonfinite = 1.0;
+    for (int a = 0; a < dim; ++a) {
+      const double cells = signed_dt_ * u[a] / grid_->h(a);
+      // A non-finite state is reported later; its stencils stay at home meanwhile.
+      const double q = static_cast<double>(home[a]) - (finite ? cells : 0.0);
+      const PetscInt reach = buildAxisStencil(layout_, kind_, a, q, home[a], offset + a * nodes,
+                                              weight + a * nodes, slope + a * nodes, inside + a);
+      if (finite) {
+        m.reach = std::max(m.reach, static_cast<double>(reach));
+        m.cells = std::max(m.cells, std::abs(cells));
+      }
+    }
+    if (finite) m.cfl = std::max(m.cfl, std::sqrt(speed2) * std::abs(signed_dt_) * inverse_h_sum);
+  }
+
+  /// Reduces the maxima of the stencils just built over the ranks, stores them, and throws
+  /// (on every rank) if the state was not finite or a stencil reaches beyond the ghost
+  /// layers.
+  void reduceAndCheck(const Maxima& m, const std::string& scheme) {
+    const double stats[4] = {m.reach, m.cells, m.cfl, m.nonfinite};
     double global[4] = {0.0, 0.0, 0.0, 0.0};
     MPI_Allreduce(stats, global, 4, MPI_DOUBLE, MPI_MAX, grid_->comm());
     required_width_ = static_cast<PetscInt>(global[0]);
@@ -102,80 +279,8 @@ class SelfAdvectionStep::Linearisation {
          << required_width_ << " (or more, for headroom) or use more, shorter steps";
       throw CflError(os.str(), cfl_, width, required_width_);
     }
-    PG_CALL(VecCopy(x, point_));
-    valid_ = true;
   }
 
-  /// True when the linearisation belongs to x (collective).
-  bool isAt(Vec x) const {
-    if (!valid_) return false;
-    PetscBool same = PETSC_FALSE;
-    PG_CALL(VecEqual(x, point_, &same));
-    return same == PETSC_TRUE;
-  }
-
-  /// out[p * dim + c] = component c of the local field interpolated at departure point p.
-  void gather(const PetscScalar* local, PetscScalar* out) const {
-    const PetscInt dof = grid_->dof();
-    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
-      constexpr int D = decltype(d)::value, N = decltype(n)::value;
-      const PetscInt count = grid_->owned().count();
-      for (PetscInt p = 0; p < count; ++p) {
-        const PetscInt* off = &offset_[static_cast<size_t>(p * D * N)];
-        const double* w = &weight_[static_cast<size_t>(p * D * N)];
-        for (PetscInt c = 0; c < dof; ++c) out[p * dof + c] = gatherAt<D, N>(off, w, local + c);
-      }
-    });
-  }
-
-  /// local += the transpose of gather applied to values.
-  void scatterAdd(const PetscScalar* values, PetscScalar* local) const {
-    const PetscInt dof = grid_->dof();
-    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
-      constexpr int D = decltype(d)::value, N = decltype(n)::value;
-      const PetscInt count = grid_->owned().count();
-      for (PetscInt p = 0; p < count; ++p) {
-        const PetscInt* off = &offset_[static_cast<size_t>(p * D * N)];
-        const double* w = &weight_[static_cast<size_t>(p * D * N)];
-        for (PetscInt c = 0; c < dof; ++c)
-          scatterAddAt<D, N>(off, w, values[p * dof + c], local + c);
-      }
-    });
-  }
-
-  /// G[p][c][a] = d y_c(x_p) / d u_a(x_p) through the departure point:
-  /// -signed_dt / h_a times the derivative of I[u_c] along axis a (in index units) at X_p.
-  const std::vector<double>& jacobian() {
-    if (jacobian_ready_) return jacobian_;
-    const PetscScalar* xl = nullptr;
-    PG_CALL(VecGetArrayRead(local_, &xl));
-    withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
-      constexpr int D = decltype(d)::value, N = decltype(n)::value;
-      double dq_du[3] = {0.0, 0.0, 0.0};
-      for (int a = 0; a < D; ++a) dq_du[a] = -signed_dt_ / grid_->h(a);
-      const PetscInt count = grid_->owned().count();
-      for (PetscInt p = 0; p < count; ++p) {
-        const size_t at = static_cast<size_t>(p * D * N);
-        for (int c = 0; c < D; ++c) {
-          double grad[3] = {0.0, 0.0, 0.0};
-          gradientAt<D, N>(&offset_[at], &weight_[at], &slope_[at], xl + c, grad);
-          for (int a = 0; a < D; ++a) {
-            jacobian_[static_cast<size_t>((p * D + c) * D + a)] = dq_du[a] * grad[a];
-          }
-        }
-      }
-    });
-    PG_CALL(VecRestoreArrayRead(local_, &xl));
-    jacobian_ready_ = true;
-    return jacobian_;
-  }
-
-  Vec local() const { return local_; }
-  double cfl() const { return cfl_; }
-  double departureCells() const { return departure_cells_; }
-  PetscInt requiredWidth() const { return required_width_; }
-
- private:
   const Grid* grid_;
   const CornerGhostExchange* exchange_;
   LocalArrayLayout layout_;
@@ -190,6 +295,7 @@ class SelfAdvectionStep::Linearisation {
   std::vector<std::uint8_t> inside_;
   double cfl_ = 0.0, departure_cells_ = 0.0;
   PetscInt required_width_ = 0;
+  double dq_du_[3] = {0.0, 0.0, 0.0};  // d q_a / d u_a = -signed_dt / h_a
 };
 
 // ---------------------------------------------------------------------------------------
@@ -226,7 +332,8 @@ SelfAdvectionStep::SelfAdvectionStep(const Grid& grid, double dt, Interpolation 
       residual_(grid.createGlobal()),
       trial_(grid.createGlobal()),
       trial_residual_(grid.createGlobal()),
-      correction_(grid.createGlobal()) {
+      correction_(grid.createGlobal()),
+      adjoint_work_(grid.createGlobal()) {
   ahead_ = std::make_unique<Linearisation>(grid, exchange_, kind_, dt_);
   back_ = std::make_unique<Linearisation>(grid, exchange_, kind_, -dt_);
 }
@@ -281,34 +388,35 @@ void SelfAdvectionStep::tangent(Linearisation& lin, Vec dx, Vec dy) {
   PG_CALL(VecRestoreArrayRead(local_work_, &dl));
 }
 
-void SelfAdvectionStep::adjoint(Linearisation& lin, Vec w, Vec wx) {
-  const std::vector<double>& g = lin.jacobian();
+void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
+  // wx = gather^T w (through the ghost exchange) + G^T w per point; the -dt grad u term
+  // couples the components of one point only.  With x given the stencils are built on
+  // the fly (adjointOnePass); otherwise lin's tables are used.
   PG_CALL(VecSet(local_work_, 0.0));
   const PetscScalar* wa = nullptr;
-  PetscScalar* zl = nullptr;
+  PetscScalar *zl = nullptr, *gtw = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
   PG_CALL(VecGetArray(local_work_, &zl));
-  lin.scatterAdd(wa, zl);
-  PG_CALL(VecRestoreArray(local_work_, &zl));
+  PG_CALL(VecGetArray(adjoint_work_, &gtw));
+  // Arrays are handed back before an exception leaves (build errors are collective).
+  auto restore = [&] {
+    PG_CALL(VecRestoreArray(adjoint_work_, &gtw));
+    PG_CALL(VecRestoreArray(local_work_, &zl));
+    PG_CALL(VecRestoreArrayRead(w, &wa));
+  };
+  try {
+    if (x)
+      lin.adjointOnePass(x, name(), wa, zl, gtw);
+    else
+      lin.scatterAddWithJacobianTranspose(wa, zl, gtw);
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
   PG_CALL(VecSet(wx, 0.0));
   exchange_.addLocalToGlobal(local_work_, wx);
-  // The -dt grad u term couples the components of one point only: its transpose is G^T per
-  // point.
-  PetscScalar* out = nullptr;
-  PG_CALL(VecGetArray(wx, &out));
-  const int dim = grid().dim();
-  const PetscInt count = grid().owned().count();
-  for (PetscInt p = 0; p < count; ++p) {
-    const double* gp = &g[static_cast<size_t>(p * dim * dim)];
-    const PetscScalar* wp = wa + p * dim;
-    for (int a = 0; a < dim; ++a) {
-      double s = 0.0;
-      for (int c = 0; c < dim; ++c) s += gp[c * dim + a] * wp[c];
-      out[p * dim + a] += s;
-    }
-  }
-  PG_CALL(VecRestoreArray(wx, &out));
-  PG_CALL(VecRestoreArrayRead(w, &wa));
+  PG_CALL(VecAXPY(wx, 1.0, adjoint_work_));
 }
 
 void SelfAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {
@@ -317,8 +425,12 @@ void SelfAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {
 }
 
 void SelfAdvectionStep::vjp(Vec x, Vec w, Vec wx) {
-  linearise(x);
-  adjoint(*ahead_, w, wx);
+  // Tables already built at x (a forward or jvp there) are reused; otherwise the stencils
+  // are built and used in one pass, which costs less than building the tables.
+  if (ahead_->isAt(x))
+    adjoint(*ahead_, nullptr, w, wx);
+  else
+    adjoint(*ahead_, x, w, wx);
 }
 
 void SelfAdvectionStep::approximateInverse(Vec y, Vec x) {

@@ -20,33 +20,6 @@ Interpolation parseInterpolation(const std::string& text, const std::string& opt
                    "' (allowed: linear, cubic)");
 }
 
-int nodesPerAxis(Interpolation kind) { return kind == Interpolation::Linear ? 2 : 4; }
-
-void axisWeights(Interpolation kind, double t, double* weight, double* slope) {
-  if (kind == Interpolation::Linear) {
-    weight[0] = 1.0 - t;
-    weight[1] = t;
-    if (slope) {
-      slope[0] = -1.0;
-      slope[1] = 1.0;
-    }
-    return;
-  }
-  // Lagrange basis through the nodes -1, 0, 1, 2 and its derivative in t.
-  const double tm1 = t - 1.0, tm2 = t - 2.0, tp1 = t + 1.0;
-  weight[0] = -t * tm1 * tm2 / 6.0;
-  weight[1] = tp1 * tm1 * tm2 / 2.0;
-  weight[2] = -tp1 * t * tm2 / 2.0;
-  weight[3] = tp1 * t * tm1 / 6.0;
-  if (slope) {
-    const double t2 = t * t;
-    slope[0] = -(3.0 * t2 - 6.0 * t + 2.0) / 6.0;
-    slope[1] = (3.0 * t2 - 4.0 * t - 1.0) / 2.0;
-    slope[2] = -(3.0 * t2 - 2.0 * t - 2.0) / 2.0;
-    slope[3] = (3.0 * t2 - 1.0) / 6.0;
-  }
-}
-
 // ---------------------------------------------------------------------------------------
 
 LocalArrayLayout::LocalArrayLayout(const Grid& grid)
@@ -126,49 +99,6 @@ void CornerGhostExchange::addLocalToGlobal(Vec local, Vec global) const {
 }
 
 // ---------------------------------------------------------------------------------------
-
-PetscInt buildAxisStencil(const LocalArrayLayout& layout, Interpolation kind, int axis, double q,
-                          PetscInt home, PetscInt* offset, double* weight, double* slope,
-                          std::uint8_t* inside) {
-  // Snapping tolerance in index units: far above the round-off of q = x/h - shift for any
-  // grid that fits in memory, far below any displacement that matters.
-  constexpr double kSnap = 1e-9;
-  const int nodes = nodesPerAxis(kind);
-  const PetscInt home_offset = (home - layout.ghostStart(axis)) * layout.stride(axis);
-  *inside = 0;
-  if (!(std::abs(q) < 1e12)) {
-    // Non-finite (or absurd) points: the result becomes NaN (honest), or the reach says
-    // the stencil is unusable, and memory stays safe either way.
-    const double w = std::isnan(q) ? std::numeric_limits<double>::quiet_NaN() : 0.0;
-    for (int m = 0; m < nodes; ++m) {
-      offset[m] = home_offset;
-      weight[m] = w;
-      if (slope) slope[m] = w;
-    }
-    return std::isnan(q) ? 0 : std::numeric_limits<PetscInt>::max();
-  }
-  const double cell = std::floor(q + kSnap);
-  double w[4], dw[4];
-  axisWeights(kind, q - cell, w, dw);
-  const PetscInt first = static_cast<PetscInt>(cell) - (kind == Interpolation::Cubic ? 1 : 0);
-  PetscInt reach = 0;
-  for (int m = 0; m < nodes; ++m) {
-    const PetscInt node = first + m;
-    const bool in_domain = layout.insideDomain(axis, node);
-    if (in_domain) reach = std::max(reach, node > home ? node - home : home - node);
-    if (in_domain && layout.inGhostBox(axis, node)) {
-      offset[m] = (node - layout.ghostStart(axis)) * layout.stride(axis);
-      weight[m] = w[m];
-      if (slope) slope[m] = dw[m];
-      *inside = static_cast<std::uint8_t>(*inside | (1u << m));
-    } else {
-      offset[m] = home_offset;
-      weight[m] = 0.0;
-      if (slope) slope[m] = 0.0;
-    }
-  }
-  return reach;
-}
 
 // ---------------------------------------------------------------------------------------
 

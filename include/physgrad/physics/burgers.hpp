@@ -120,7 +120,8 @@ class SelfAdvectionStep final : public Step {
   void linearise(Vec x);
   /// Applies the Jacobian of a linearisation (tangent) or its transpose (adjoint).
   void tangent(Linearisation& lin, Vec dx, Vec dy);
-  void adjoint(Linearisation& lin, Vec w, Vec wx);
+  /// wx = J^T w with lin's tables (x null), or building lin's stencils at x on the fly.
+  void adjoint(Linearisation& lin, Vec x, Vec w, Vec wx);
   void setUpSolver(Vec x);
   static PetscErrorCode applyPreconditioner(PC pc, Vec r, Vec z);
 
@@ -130,6 +131,7 @@ class SelfAdvectionStep final : public Step {
   CornerGhostExchange exchange_;
   std::unique_ptr<Linearisation> ahead_, back_;  // forward step at x, backwards step at y
   OwnedVec local_work_, residual_, trial_, trial_residual_, correction_;
+  OwnedVec adjoint_work_;  // G^T w of adjoint()
   std::unique_ptr<JacobianOperator> jacobian_;
   OwnedKSP ksp_;
   SolveReport last_report_;

@@ -30,8 +30,11 @@
 #include <petscdmda.h>
 #include <petscvec.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -55,12 +58,38 @@ const char* toString(Interpolation kind);
 /// Parses "linear" or "cubic"; throws InputError naming `option` otherwise.
 Interpolation parseInterpolation(const std::string& text, const std::string& option);
 /// Nodes of the 1D stencil: 2 (linear) or 4 (cubic).
-int nodesPerAxis(Interpolation kind);
+inline int nodesPerAxis(Interpolation kind) { return kind == Interpolation::Linear ? 2 : 4; }
 
 /// 1D weights at the fraction t in [0, 1) of the cell between nodes 0 and 1, for the nodes
 /// of nodesPerAxis(kind) starting at node 0 (linear) or -1 (cubic); `slope` (may be null)
 /// receives dW/dt.
-void axisWeights(Interpolation kind, double t, double* weight, double* slope);
+inline void axisWeights(Interpolation kind, double t, double* weight, double* slope) {
+  if (kind == Interpolation::Linear) {
+    weight[0] = 1.0 - t;
+    weight[1] = t;
+    if (slope) {
+      slope[0] = -1.0;
+      slope[1] = 1.0;
+    }
+    return;
+  }
+  // Lagrange basis through the nodes -1, 0, 1, 2 and its derivative in t.
+  const double tm1 = t - 1.0, tm2 = t - 2.0, tp1 = t + 1.0;
+  // Products with 1/6 and 1/2 instead of divisions: this runs for every axis of every
+  // point each time a velocity-dependent stencil is built.
+  constexpr double kSixth = 1.0 / 6.0;
+  weight[0] = -t * tm1 * tm2 * kSixth;
+  weight[1] = tp1 * tm1 * tm2 * 0.5;
+  weight[2] = -tp1 * t * tm2 * 0.5;
+  weight[3] = tp1 * t * tm1 * kSixth;
+  if (slope) {
+    const double t2 = t * t;
+    slope[0] = -(3.0 * t2 - 6.0 * t + 2.0) * kSixth;
+    slope[1] = (3.0 * t2 - 4.0 * t - 1.0) * 0.5;
+    slope[2] = -(3.0 * t2 - 2.0 * t - 2.0) * 0.5;
+    slope[3] = (3.0 * t2 - 1.0) * kSixth;
+  }
+}
 
 /// Where each point of a grid lives in the ghosted local array of this rank.
 class LocalArrayLayout {
@@ -139,9 +168,48 @@ class CornerGhostExchange {
 /// A q within 1e-9 below a node snaps to the cell starting at that node (t slightly
 /// negative), so that a displacement of exactly a whole number of cells, up to round-off,
 /// needs no extra ghost layer.
-PetscInt buildAxisStencil(const LocalArrayLayout& layout, Interpolation kind, int axis, double q,
-                          PetscInt home, PetscInt* offset, double* weight, double* slope,
-                          std::uint8_t* inside);
+inline PetscInt buildAxisStencil(const LocalArrayLayout& layout, Interpolation kind, int axis,
+                                 double q, PetscInt home, PetscInt* offset, double* weight,
+                                 double* slope, std::uint8_t* inside) {
+  // Snapping tolerance in index units: far above the round-off of q = x/h - shift for any
+  // grid that fits in memory, far below any displacement that matters.
+  constexpr double kSnap = 1e-9;
+  const int nodes = nodesPerAxis(kind);
+  const PetscInt home_offset = (home - layout.ghostStart(axis)) * layout.stride(axis);
+  *inside = 0;
+  if (!(std::abs(q) < 1e12)) {
+    // Non-finite (or absurd) points: the result becomes NaN (honest), or the reach says
+    // the stencil is unusable, and memory stays safe either way.
+    const double w = std::isnan(q) ? std::numeric_limits<double>::quiet_NaN() : 0.0;
+    for (int m = 0; m < nodes; ++m) {
+      offset[m] = home_offset;
+      weight[m] = w;
+      if (slope) slope[m] = w;
+    }
+    return std::isnan(q) ? 0 : std::numeric_limits<PetscInt>::max();
+  }
+  const double cell = std::floor(q + kSnap);
+  double w[4], dw[4];
+  axisWeights(kind, q - cell, w, dw);
+  const PetscInt first = static_cast<PetscInt>(cell) - (kind == Interpolation::Cubic ? 1 : 0);
+  PetscInt reach = 0;
+  for (int m = 0; m < nodes; ++m) {
+    const PetscInt node = first + m;
+    const bool in_domain = layout.insideDomain(axis, node);
+    if (in_domain) reach = std::max(reach, node > home ? node - home : home - node);
+    if (in_domain && layout.inGhostBox(axis, node)) {
+      offset[m] = (node - layout.ghostStart(axis)) * layout.stride(axis);
+      weight[m] = w[m];
+      if (slope) slope[m] = dw[m];
+      *inside = static_cast<std::uint8_t>(*inside | (1u << m));
+    } else {
+      offset[m] = home_offset;
+      weight[m] = 0.0;
+      if (slope) slope[m] = 0.0;
+    }
+  }
+  return reach;
+}
 
 /// A stencil at one point, for fields whose interpolation points change every apply
 /// (Burgers).  Entries are stored axis-major ([axis][node]), the layout the kernels read.
@@ -270,6 +338,174 @@ inline void gradientAt(const PetscInt* offset, const double* weight, const doubl
     grad[0] = gx;
     grad[1] = gy;
     grad[2] = gz;
+  }
+}
+
+// The same three kernels for all C interleaved components of a node at once (a velocity
+// field: C = D).  Per component they form the same sums in the same order as the kernels
+// above, so the results are identical; the C adjacent values of a node are loaded and
+// updated together, which the compiler turns into vector operations.
+
+/// out[c] = gatherAt<D, N>(offset, weight, a + c) for c < C.
+template <int D, int N, int C>
+inline void gatherAtComponents(const PetscInt* offset, const double* weight, const PetscScalar* a,
+                               double* out) {
+  double s[C] = {};
+  if constexpr (D == 1) {
+    for (int m = 0; m < N; ++m)
+      for (int c = 0; c < C; ++c) s[c] += weight[m] * a[offset[m] + c];
+  } else if constexpr (D == 2) {
+    for (int b = 0; b < N; ++b) {
+      const PetscScalar* row = a + offset[N + b];
+      double r[C] = {};
+      for (int m = 0; m < N; ++m)
+        for (int c = 0; c < C; ++c) r[c] += weight[m] * row[offset[m] + c];
+      for (int c = 0; c < C; ++c) s[c] += weight[N + b] * r[c];
+    }
+  } else {
+    for (int k = 0; k < N; ++k) {
+      double plane[C] = {};
+      for (int b = 0; b < N; ++b) {
+        const PetscScalar* row = a + offset[2 * N + k] + offset[N + b];
+        double r[C] = {};
+        for (int m = 0; m < N; ++m)
+          for (int c = 0; c < C; ++c) r[c] += weight[m] * row[offset[m] + c];
+        for (int c = 0; c < C; ++c) plane[c] += weight[N + b] * r[c];
+      }
+      for (int c = 0; c < C; ++c) s[c] += weight[2 * N + k] * plane[c];
+    }
+  }
+  for (int c = 0; c < C; ++c) out[c] = s[c];
+}
+
+/// scatterAddAt<D, N>(offset, weight, value[c], a + c) for c < C.
+template <int D, int N, int C>
+inline void scatterAddAtComponents(const PetscInt* offset, const double* weight,
+                                   const double* value, PetscScalar* a) {
+  if constexpr (D == 1) {
+    for (int m = 0; m < N; ++m)
+      for (int c = 0; c < C; ++c) a[offset[m] + c] += weight[m] * value[c];
+  } else if constexpr (D == 2) {
+    for (int b = 0; b < N; ++b) {
+      PetscScalar* row = a + offset[N + b];
+      double vb[C];
+      for (int c = 0; c < C; ++c) vb[c] = weight[N + b] * value[c];
+      for (int m = 0; m < N; ++m)
+        for (int c = 0; c < C; ++c) row[offset[m] + c] += weight[m] * vb[c];
+    }
+  } else {
+    for (int k = 0; k < N; ++k) {
+      double vk[C];
+      for (int c = 0; c < C; ++c) vk[c] = weight[2 * N + k] * value[c];
+      for (int b = 0; b < N; ++b) {
+        PetscScalar* row = a + offset[2 * N + k] + offset[N + b];
+        double vb[C];
+        for (int c = 0; c < C; ++c) vb[c] = weight[N + b] * vk[c];
+        for (int m = 0; m < N; ++m)
+          for (int c = 0; c < C; ++c) row[offset[m] + c] += weight[m] * vb[c];
+      }
+    }
+  }
+}
+
+/// gradientAt<D, N>(offset, weight, slope, a + c, grad + c * D) for c < C.
+template <int D, int N, int C>
+inline void gradientAtComponents(const PetscInt* offset, const double* weight, const double* slope,
+                                 const PetscScalar* a, double* grad) {
+  if constexpr (D == 1) {
+    double g[C] = {};
+    for (int m = 0; m < N; ++m)
+      for (int c = 0; c < C; ++c) g[c] += slope[m] * a[offset[m] + c];
+    for (int c = 0; c < C; ++c) grad[c] = g[c];
+  } else if constexpr (D == 2) {
+    double gx[C] = {}, gy[C] = {};
+    for (int b = 0; b < N; ++b) {
+      const PetscScalar* row = a + offset[N + b];
+      double r[C] = {}, rx[C] = {};
+      for (int m = 0; m < N; ++m) {
+        for (int c = 0; c < C; ++c) {
+          const double v = row[offset[m] + c];
+          r[c] += weight[m] * v;
+          rx[c] += slope[m] * v;
+        }
+      }
+      for (int c = 0; c < C; ++c) {
+        gx[c] += weight[N + b] * rx[c];
+        gy[c] += slope[N + b] * r[c];
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      grad[c * 2] = gx[c];
+      grad[c * 2 + 1] = gy[c];
+    }
+  } else {
+    double gx[C] = {}, gy[C] = {}, gz[C] = {};
+    for (int k = 0; k < N; ++k) {
+      double p[C] = {}, px[C] = {}, py[C] = {};
+      for (int b = 0; b < N; ++b) {
+        const PetscScalar* row = a + offset[2 * N + k] + offset[N + b];
+        double r[C] = {}, rx[C] = {};
+        for (int m = 0; m < N; ++m) {
+          for (int c = 0; c < C; ++c) {
+            const double v = row[offset[m] + c];
+            r[c] += weight[m] * v;
+            rx[c] += slope[m] * v;
+          }
+        }
+        for (int c = 0; c < C; ++c) {
+          p[c] += weight[N + b] * r[c];
+          px[c] += weight[N + b] * rx[c];
+          py[c] += slope[N + b] * r[c];
+        }
+      }
+      for (int c = 0; c < C; ++c) {
+        gx[c] += weight[2 * N + k] * px[c];
+        gy[c] += weight[2 * N + k] * py[c];
+        gz[c] += slope[2 * N + k] * p[c];
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      grad[c * 3] = gx[c];
+      grad[c * 3 + 1] = gy[c];
+      grad[c * 3 + 2] = gz[c];
+    }
+  }
+}
+
+/// scatterAddAtComponents(offset, weight, value, z) and gradientAtComponents(offset, weight,
+/// slope, a, grad) in one walk over the stencil (an adjoint needs both at each point): the
+/// same results, with the offsets and weights read once.
+template <int D, int N, int C>
+inline void scatterAddAndGradientAtComponents(const PetscInt* offset, const double* weight,
+                                              const double* slope, const double* value,
+                                              PetscScalar* z, const PetscScalar* a, double* grad) {
+  if constexpr (D != 2) {
+    scatterAddAtComponents<D, N, C>(offset, weight, value, z);
+    gradientAtComponents<D, N, C>(offset, weight, slope, a, grad);
+  } else {
+    double gx[C] = {}, gy[C] = {};
+    for (int b = 0; b < N; ++b) {
+      const PetscScalar* row = a + offset[N + b];
+      PetscScalar* zrow = z + offset[N + b];
+      double r[C] = {}, rx[C] = {}, vb[C];
+      for (int c = 0; c < C; ++c) vb[c] = weight[N + b] * value[c];
+      for (int m = 0; m < N; ++m) {
+        for (int c = 0; c < C; ++c) {
+          const double v = row[offset[m] + c];
+          r[c] += weight[m] * v;
+          rx[c] += slope[m] * v;
+          zrow[offset[m] + c] += weight[m] * vb[c];
+        }
+      }
+      for (int c = 0; c < C; ++c) {
+        gx[c] += weight[N + b] * rx[c];
+        gy[c] += slope[N + b] * r[c];
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      grad[c * 2] = gx[c];
+      grad[c * 2 + 1] = gy[c];
+    }
   }
 }
 
