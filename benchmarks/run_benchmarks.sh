@@ -2,6 +2,7 @@
 # Runs the benchmarks whose tables README.md quotes; results go to benchmarks/results/.
 #   step throughput beside a STREAM triad, at 1 and 2 ranks (4096^2 and 256^3), and the
 #   gradient/forward cost ratios;
+#   the explicit stencil with streaming stores on (auto) and off, beside a plain loop;
 #   the optimiser race on the heat inverse problem (who reaches which error how fast).
 # Usage: benchmarks/run_benchmarks.sh [max_ranks (default 2)]
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
@@ -26,6 +27,16 @@ max_ranks="${1:-2}"
       -output "$out/step_throughput_np${np}_b.csv"
   done
 } | tee "$out/step_throughput.md"
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ): the explicit stencil with and without streaming stores"
+  for np in $(seq 1 "$max_ranks"); do
+    for mode in auto never; do
+      mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 4096 -n3 256 \
+        -reps 10 -gradient_steps 0 -steps explicit_diffusion -streaming_stores "$mode" \
+        -output "$out/explicit_reference_np${np}_${mode}.csv"
+    done
+  done
+} | tee "$out/explicit_reference.md"
 mpirun -n "$max_ranks" --oversubscribe "$BUILD_DIR/problems/heat_inverse" -n 256 \
   -opt_type gd,gd_armijo,lbfgs,bncg,gn,ig,hig,pg,lbfgs_inv -opt_max_it 200 \
   -opt_time_budget 60 -opt_target_error 1e-6 -opt_monitor 0 -write_fields 0 \

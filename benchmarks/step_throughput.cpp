@@ -6,7 +6,9 @@
 // one read of x and one write of y = 16 B for a matrix-free explicit stencil), beside a
 // STREAM-style triad a = b + s c run by every rank at once on arrays of the same local
 // size, its repetitions interleaved with those of the step.  Times are the best of -reps
-// repetitions (as STREAM does), maximised over ranks.
+// repetitions (as STREAM does), maximised over ranks; beside the best-against-best ratio
+// the median of the ratios within each (triad, step) pair, which a shared machine's
+// changing load disturbs far less.
 
 #include <petscsys.h>
 
@@ -113,18 +115,30 @@ double timed(const std::function<void()>& f) {
   return t;
 }
 
-// Best times of f and g over `reps` interleaved repetitions (f, g, f, g, ...) after one
-// warm-up call of each (first-touch, solver set-up, plan creation).
-std::pair<double, double> bestTimesInterleaved(PetscInt reps, const std::function<void()>& f,
-                                               const std::function<void()>& g) {
+// Times of f and g over `reps` interleaved repetitions (f, g, f, g, ...) after one warm-up
+// call of each (first-touch, solver set-up, plan creation): the best of each, and the
+// median of the ratios t_f / t_g within each pair (neighbours in time see the same state of
+// a shared machine, so the ratio varies far less than either time).
+struct Interleaved {
+  double best_f, best_g, median_f_over_g;
+};
+
+Interleaved timeInterleaved(PetscInt reps, const std::function<void()>& f,
+                            const std::function<void()>& g) {
   f();
   g();
-  double best_f = 1e300, best_g = 1e300;
+  Interleaved out{1e300, 1e300, 0.0};
+  std::vector<double> ratios;
   for (PetscInt r = 0; r < reps; ++r) {
-    best_f = std::min(best_f, timed(f));
-    best_g = std::min(best_g, timed(g));
+    const double tf = timed(f), tg = timed(g);
+    out.best_f = std::min(out.best_f, tf);
+    out.best_g = std::min(out.best_g, tg);
+    ratios.push_back(tf / tg);
   }
-  return {best_f, best_g};
+  std::sort(ratios.begin(), ratios.end());
+  const size_t m = ratios.size() / 2;
+  out.median_f_over_g = ratios.size() % 2 ? ratios[m] : 0.5 * (ratios[m - 1] + ratios[m]);
+  return out;
 }
 
 // STREAM triad a = b + s c on every rank at once, on arrays of (at least) a given local
@@ -147,34 +161,43 @@ class Triad {
     volatile double sink = pa[n_ / 2];
     (void)sink;
   }
-  double bandwidth(double seconds) const {
-    return 24.0 * static_cast<double>(n_) * pg::Environment::size() / seconds / 1e9;
-  }
+  /// Bytes one sweep moves on all ranks together (24 per element, as STREAM counts).
+  double bytes() const { return 24.0 * static_cast<double>(n_) * pg::Environment::size(); }
+  double bandwidth(double seconds) const { return bytes() / seconds / 1e9; }
 
  private:
   size_t n_;
   std::vector<double> a_, b_, c_;
 };
 
-// Best times of f and of the triad, repetitions interleaved (triad, f, triad, f, ...) so
-// that both see the same state of a shared machine; each timed call is bracketed by
-// barriers and maximised over ranks.  Returns {seconds of f, triad GB/s}.
-std::pair<double, double> bestTimeBesideTriad(PetscInt reps, Triad& triad,
-                                              const std::function<void()>& f) {
-  const auto [best_t, best_f] = bestTimesInterleaved(
+// f beside the triad, repetitions interleaved (triad, f, triad, f, ...); each timed call is
+// bracketed by barriers and maximised over ranks.  `bytes` is what one call of f moves on
+// all ranks by the step's traffic model.
+struct BesideTriad {
+  double seconds;        // best time of f
+  double triad_gbs;      // best triad bandwidth
+  double percent_best;   // 100 (bytes / seconds) / triad_gbs: best against best, as STREAM
+  double percent_pairs;  // the same from the median of the per-pair time ratios
+};
+
+BesideTriad timeBesideTriad(PetscInt reps, Triad& triad, double bytes,
+                            const std::function<void()>& f) {
+  const Interleaved t = timeInterleaved(
       reps, [&] { triad.sweep(); }, f);
-  return {best_f, triad.bandwidth(best_t)};
+  const double gbs = bytes / t.best_g / 1e9, triad_gbs = triad.bandwidth(t.best_f);
+  return {t.best_g, triad_gbs, 100.0 * gbs / triad_gbs,
+          100.0 * bytes / triad.bytes() * t.median_f_over_g};
 }
 
 // A plain 2D five-point loop over a row-major array of rows x width doubles per rank
 // (no PETSc, no ghosts), every rank at once: how fast a straightforward stencil runs on
 // this machine.  Returns aggregate GB/s counting 16 B per point, like the step rows.
-// Returns {loop GB/s, triad GB/s}.
-std::pair<double, double> plainStencilBandwidth(PetscInt width, PetscInt rows, PetscInt reps) {
+BesideTriad plainStencilBandwidth(PetscInt width, PetscInt rows, PetscInt reps) {
   const size_t w = static_cast<size_t>(width), n = w * static_cast<size_t>(rows);
   std::vector<double> x(n, 1.0), y(n, 0.0);
   Triad triad(static_cast<PetscInt>(n));
-  const auto [t, triad_gbs] = bestTimeBesideTriad(reps, triad, [&] {
+  const double bytes = 16.0 * static_cast<double>(n) * pg::Environment::size();
+  const BesideTriad result = timeBesideTriad(reps, triad, bytes, [&] {
     const double* __restrict b = x.data();
     double* __restrict a = y.data();
     for (size_t j = 1; j + 1 < static_cast<size_t>(rows); ++j)
@@ -185,7 +208,7 @@ std::pair<double, double> plainStencilBandwidth(PetscInt width, PetscInt rows, P
   });
   volatile double sink = y[n / 2];
   (void)sink;
-  return {16.0 * static_cast<double>(n) * pg::Environment::size() / t / 1e9, triad_gbs};
+  return result;
 }
 
 int run() {
@@ -205,23 +228,26 @@ int run() {
   const int ranks = pg::Environment::size();
   const pg::StreamingStores policies[] = {pg::StreamingStores::Auto, pg::StreamingStores::Always,
                                           pg::StreamingStores::Never};
-  pg::ShiftedLaplacian::setStreamingStores(policies[o.streaming]);
+  pg::StarStencil::setStreamingStores(policies[o.streaming]);
   pg::rootPrintf(
       "step_throughput on %d rank(s); stencil streaming stores: %s (%s in this build)\n\n", ranks,
       kStreamingNames[o.streaming],
-      pg::ShiftedLaplacian::haveStreamingStores() ? "available" : "not available");
-  pg::CsvWriter csv(o.output,
-                    {"ranks", "dim", "n", "step", "seconds_per_step", "mupdates_per_s",
-                     "bytes_per_point", "effective_GBs", "triad_GBs", "percent_of_triad"});
+      pg::StarStencil::haveStreamingStores() ? "available" : "not available");
+  pg::CsvWriter csv(o.output, {"ranks", "dim", "n", "step", "seconds_per_step", "mupdates_per_s",
+                               "bytes_per_point", "effective_GBs", "triad_GBs", "percent_of_triad",
+                               "percent_of_triad_paired_median"});
   pg::rootPrintf(
       "| ranks | grid | step | ms/step | Mupdates/s | B/point | eff. GB/s | %% triad "
-      "| triad GB/s |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+      "| %% triad, paired median | triad GB/s |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+      "\n");
   if (o.n2 > 0) {
     const PetscInt rows = std::max<PetscInt>(3, o.n2 / ranks);
-    const auto [plain, triad] = plainStencilBandwidth(o.n2, rows, o.reps);
+    const BesideTriad plain = plainStencilBandwidth(o.n2, rows, o.reps);
+    const double gbs = plain.triad_gbs * plain.percent_best / 100.0;
     pg::rootPrintf(
-        "| %d | %d^2 | reference: plain 5-point loop | - | - | 16 | %.2f | %.0f | %.2f |\n", ranks,
-        static_cast<int>(o.n2), plain, 100.0 * plain / triad, triad);
+        "| %d | %d^2 | reference: plain 5-point loop | - | - | 16 | %.2f | %.0f | %.0f | %.2f |\n",
+        ranks, static_cast<int>(o.n2), gbs, plain.percent_best, plain.percent_pairs,
+        plain.triad_gbs);
   }
   for (int dim : {2, 3}) {
     const PetscInt n = dim == 2 ? o.n2 : o.n3;
@@ -234,21 +260,24 @@ int run() {
       std::shared_ptr<pg::Step> step = entry.make(grid);
       pg::OwnedVec x = benchmarks::smoothField(grid), y = grid.createGlobal();
       Triad stream(grid.owned().count() * grid.dof());
-      const auto [t, triad] = bestTimeBesideTriad(o.reps, stream, [&] { step->forward(x, y); });
       const double points = static_cast<double>(grid.size());
+      const BesideTriad m = timeBesideTriad(o.reps, stream, entry.bytes_per_point * points,
+                                            [&] { step->forward(x, y); });
+      const double t = m.seconds, triad = m.triad_gbs;
       const double gbs = entry.bytes_per_point * points / t / 1e9;
       // Solver steps have no single traffic model: no bandwidth figure for them.
-      char bw[64] = "- | - | -";
+      char bw[80] = "- | - | - | -";
       if (entry.bytes_per_point > 0.0)
-        std::snprintf(bw, sizeof bw, "%.0f | %.2f | %.0f", entry.bytes_per_point, gbs,
-                      100.0 * gbs / triad);
+        std::snprintf(bw, sizeof bw, "%.0f | %.2f | %.0f | %.0f", entry.bytes_per_point, gbs,
+                      m.percent_best, m.percent_pairs);
       pg::rootPrintf("| %d | %d^%d | %s | %.3f | %.1f | %s | %.2f |\n", ranks, static_cast<int>(n),
                      dim, name.c_str(), 1e3 * t, points / t / 1e6, bw, triad);
       csv.row(std::vector<std::string>{
           std::to_string(ranks), std::to_string(dim), std::to_string(n), name,
           pg::CsvWriter::format(t), pg::CsvWriter::format(points / t / 1e6),
           pg::CsvWriter::format(entry.bytes_per_point), pg::CsvWriter::format(gbs),
-          pg::CsvWriter::format(triad), pg::CsvWriter::format(100.0 * gbs / triad)});
+          pg::CsvWriter::format(triad), pg::CsvWriter::format(m.percent_best),
+          pg::CsvWriter::format(m.percent_pairs)});
     }
   }
 
@@ -256,7 +285,8 @@ int run() {
     const PetscInt K = o.gradient_steps;
     const PetscInt sqrt_k = std::max<PetscInt>(1, static_cast<PetscInt>(std::lround(std::sqrt(K))));
     pg::rootPrintf(
-        "\nGradient (forward + reverse sweep) / forward, K = %d steps on %d^2, "
+        "\nGradient (forward + reverse sweep) / forward (median of interleaved pairs), K = %d "
+        "steps on %d^2, "
         "store-all vs %d checkpoints (linear steps store no states: both columns "
         "measure the same sweep):\n\n| step | linear | forward ms | ratio store-all | "
         "ratio sqrt(K) checkpoints | recomputed steps |\n|---|---|---:|---:|---:|---:|\n",
@@ -275,15 +305,17 @@ int run() {
         pg::CheckpointOptions cp;
         cp.checkpoints = variant == 0 ? 0 : sqrt_k;
         pg::Simulator sim(grid, std::vector<std::shared_ptr<pg::Step>>(K, step), cp);
-        // Forward and gradient repetitions interleaved, so that both see the same state of
-        // a shared machine; best of each.
-        const auto [tf, tg] = bestTimesInterleaved(
-            o.gradient_reps, [&] { sim.forward(x, y); },
+        // Gradient and forward repetitions interleaved; the ratio is the median of the
+        // per-pair ratios (robust to the load of a shared machine), the forward time the best.
+        const Interleaved t = timeInterleaved(
+            o.gradient_reps,
             [&] {
               sim.forward(x, y);
               sim.vjp(x, w, g);
-            });
-        ratio[variant] = tg / tf;
+            },
+            [&] { sim.forward(x, y); });
+        const double tf = t.best_g;
+        ratio[variant] = t.median_f_over_g;
         if (variant == 0) forward_time = tf;
         recomputed = sim.lastRecomputed();
       }

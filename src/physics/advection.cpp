@@ -357,6 +357,13 @@ UpwindAdvectionStep::UpwindAdvectionStep(const Grid& grid, const VelocityField& 
     throw InputError(os.str());
   }
   build(velocity, -1.0, reverse_);
+  if (const auto courant = uniformCourant(velocity, 1.0)) {
+    uniform_forward_.emplace(uniformStencil(*courant));
+    uniform_adjoint_.emplace(uniform_forward_->transposed());
+    std::array<double, 3> back = *courant;
+    for (double& c : back) c = -c;
+    uniform_reverse_.emplace(uniformStencil(back));
+  }
   solver_ = std::make_unique<detail::KrylovSolver>(
       grid, KSPGMRES, "inverse of the upwind advection step", "advection_upwind_inv_", solve,
       [this](Vec a, Vec b) { forward(a, b); }, [this](Vec a, Vec b) { approximateInverse(a, b); });
@@ -397,7 +404,47 @@ void UpwindAdvectionStep::build(const VelocityField& velocity, double sign, Coef
   });
 }
 
+std::optional<std::array<double, 3>> UpwindAdvectionStep::uniformCourant(
+    const VelocityField& velocity, double sign) const {
+  const Grid& g = grid();
+  // lo = -min over points, hi = max, reduced together.
+  double bounds[6] = {-1e300, -1e300, -1e300, -1e300, -1e300, -1e300};
+  forEachOwned(g, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt) {
+    double pos[3], v[3] = {0.0, 0.0, 0.0};
+    nodePosition(g, i, j, k, pos);
+    velocityAt(g, velocity, pos, v);
+    for (int a = 0; a < g.dim(); ++a) {
+      const double courant = sign * dt_ * v[a] / g.h(a);
+      bounds[a] = std::max(bounds[a], -courant);
+      bounds[3 + a] = std::max(bounds[3 + a], courant);
+    }
+  });
+  MPI_Allreduce(MPI_IN_PLACE, bounds, 6, MPI_DOUBLE, MPI_MAX, g.comm());
+  std::array<double, 3> courant = {0.0, 0.0, 0.0};
+  for (int a = 0; a < g.dim(); ++a) {
+    if (-bounds[a] != bounds[3 + a]) return std::nullopt;
+    courant[a] = bounds[3 + a];
+  }
+  return courant;
+}
+
+StarStencil UpwindAdvectionStep::uniformStencil(const std::array<double, 3>& courant) const {
+  // Row for row what build() tabulates: the upwind neighbour is at -e_d for a positive
+  // Courant number, at +e_d otherwise (with coefficient 0 when it is 0).
+  std::array<double, 3> minus = {0.0, 0.0, 0.0}, plus = {0.0, 0.0, 0.0};
+  double center = 1.0;
+  for (int a = 0; a < grid().dim(); ++a) {
+    (courant[a] > 0.0 ? minus : plus)[a] = std::abs(courant[a]);
+    center -= std::abs(courant[a]);
+  }
+  return StarStencil(grid(), center, minus, plus);
+}
+
 void UpwindAdvectionStep::apply(const Coefficients& c, Vec x, Vec y) {
+  if (uniform_forward_) {
+    (&c == &downwind_ ? *uniform_forward_ : *uniform_reverse_).apply(x, y);
+    return;
+  }
   grid().globalToLocal(x, local_);
   const int dim = grid().dim();
   const PetscInt count = grid().owned().count();
@@ -423,6 +470,10 @@ void UpwindAdvectionStep::forward(Vec x, Vec y) { apply(downwind_, x, y); }
 void UpwindAdvectionStep::jvp(Vec, Vec dx, Vec dy) { apply(downwind_, dx, dy); }
 
 void UpwindAdvectionStep::vjp(Vec, Vec w, Vec wx) {
+  if (uniform_adjoint_) {
+    uniform_adjoint_->apply(w, wx);
+    return;
+  }
   const int dim = grid().dim();
   const PetscInt count = grid().owned().count();
   PG_CALL(VecSet(local_, 0.0));

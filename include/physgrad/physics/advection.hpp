@@ -28,12 +28,15 @@
 // injective.  The solvers then report non-convergence (or, for MacCormack, return one of
 // several preimages) rather than a silently wrong result.
 
+#include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "physgrad/core/handle.hpp"
 #include "physgrad/physics/interpolation.hpp"
+#include "physgrad/physics/star_stencil.hpp"
 #include "physgrad/physics/step.hpp"
 #include "physgrad/physics/velocity.hpp"
 
@@ -93,10 +96,19 @@ class UpwindAdvectionStep final : public Step {
   };
   void build(const VelocityField& velocity, double sign, Coefficients& c) const;
   void apply(const Coefficients& c, Vec x, Vec y);
+  /// The Courant number sign dt v_d / h_d per axis if it is the same at every grid point
+  /// (a constant velocity; collective), else nothing.
+  std::optional<std::array<double, 3>> uniformCourant(const VelocityField& velocity,
+                                                      double sign) const;
+  /// The upwind update for uniform Courant numbers as a constant-coefficient stencil.
+  StarStencil uniformStencil(const std::array<double, 3>& courant) const;
 
   double dt_, cfl_ = 0.0;
   PetscInt dof_;
   Coefficients downwind_, reverse_;  // with v and with -v
+  // A constant velocity makes every row the same: then these apply the step (and its
+  // transpose, and the step with -v) matrix-free at stencil speed, without the tables.
+  std::optional<StarStencil> uniform_forward_, uniform_adjoint_, uniform_reverse_;
   OwnedVec local_;
   std::unique_ptr<detail::KrylovSolver> solver_;
 };

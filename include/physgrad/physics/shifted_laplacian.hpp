@@ -8,6 +8,7 @@
 
 #include "physgrad/core/handle.hpp"
 #include "physgrad/grid/grid.hpp"
+#include "physgrad/physics/star_stencil.hpp"
 
 namespace physgrad {
 
@@ -19,19 +20,8 @@ struct LinearSolveOptions {
   PetscInt max_it = 10000;
 };
 
-/// When the stencil apply writes y with non-temporal (cache-bypassing) stores.  Auto:
-/// when the build has them (AVX-512) and the local part of y is larger than the
-/// last-level cache.  Always/never exist for tests and measurements.
-enum class StreamingStores { Auto, Always, Never };
-
 class ShiftedLaplacian {
  public:
-  /// Process-wide policy for the streaming stores of apply() (default Auto).
-  static void setStreamingStores(StreamingStores policy);
-  static StreamingStores streamingStores();
-  /// Whether this build has a streaming-store kernel at all.
-  static bool haveStreamingStores();
-
   /// `prefix` is the PETSc options prefix of the inner KSP (e.g. "be_"), so that
   /// -be_ksp_type / -be_pc_type override the defaults.
   ShiftedLaplacian(const Grid& grid, double alpha, double beta, std::string prefix,
@@ -62,7 +52,9 @@ class ShiftedLaplacian {
   double alpha_, beta_;
   std::string prefix_;
   LinearSolveOptions solve_opts_;
-  mutable OwnedVec local_;
+  static StarStencil makeStencil(const Grid& grid, double alpha, double beta);
+
+  StarStencil stencil_;
   mutable OwnedMat shell_, pmat_;
   mutable OwnedKSP ksp_;
   mutable PetscInt last_its_ = 0;
