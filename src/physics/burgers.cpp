@@ -148,8 +148,6 @@ class SelfAdvectionStep::Linearisation {
     PG_CALL(VecGetArrayRead(local_, &xl));
     withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
       constexpr int D = decltype(d)::value, N = decltype(n)::value;
-      double dq_du[3] = {0.0, 0.0, 0.0};
-      for (int a = 0; a < D; ++a) dq_du[a] = -signed_dt_ / grid_->h(a);
       const PetscInt count = grid_->owned().count();
       for (PetscInt p = 0; p < count; ++p) {
         const size_t at = static_cast<size_t>(p * D * N);
@@ -157,7 +155,7 @@ class SelfAdvectionStep::Linearisation {
         gradientAtComponents<D, N, D>(&offset_[at], &weight_[at], &slope_[at], xl, grad);
         for (int c = 0; c < D; ++c) {
           for (int a = 0; a < D; ++a) {
-            jacobian_[static_cast<size_t>((p * D + c) * D + a)] = dq_du[a] * grad[c * D + a];
+            jacobian_[static_cast<size_t>((p * D + c) * D + a)] = dq_du_[a] * grad[c * D + a];
           }
         }
       }

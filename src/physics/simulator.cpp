@@ -145,7 +145,7 @@ void Simulator::ensureRecorded(Vec x) {
   }
 }
 
-void Simulator::advance(size_t a, size_t n, Vec from, Vec to) {
+void Simulator::advance(size_t a, size_t n, Vec from, Vec to, Records* records) {
   // Intermediate states alternate between `to` and another buffer, by parity, so that
   // the last one lands in `to` and no step reads and writes the same Vec.
   Vec other = to == adv_a_.get() ? adv_b_.get() : adv_a_.get();
@@ -156,6 +156,7 @@ void Simulator::advance(size_t a, size_t n, Vec from, Vec to) {
     ++counts_.forward;
     ++counts_.recomputed;
     ++last_recomputed_;
+    if (records && !(*records)[i]) (*records)[i] = steps_[a + i]->recordLinearisation();
     in = out;
   }
 }
@@ -176,15 +177,23 @@ void Simulator::reverseSegment(size_t a, size_t b, size_t slot_a, size_t free_sl
   }
   if (free_slots == 0) {
     // One slot: recompute from x_a for every step of the segment.  In a fresh sweep the
-    // input of the last step is still held from the forward pass.
+    // input of the last step is still held from the forward pass.  The first advance
+    // passes through every step but the last: their linearisation records are kept for
+    // the segment, so that no visit re-runs its step just to linearise it (the states are
+    // recomputed bit for bit, so a record stays valid for its step's state).
+    Records records(l);
+    auto visitWithRecord = [&](size_t j, Vec state) {
+      if (records[j - a]) steps_[j]->restoreLinearisation(*records[j - a], state);
+      callVisit(visit, j, state);
+    };
     for (size_t j = b; j-- > a;) {
       if (j == a) {
-        callVisit(visit, a, slots_[slot_a]);
+        visitWithRecord(a, slots_[slot_a]);
       } else if (fresh && j == b - 1) {
         callVisit(visit, j, last_input_);
       } else {
-        advance(a, j - a, slots_[slot_a], adv_a_);
-        callVisit(visit, j, adv_a_);
+        advance(a, j - a, slots_[slot_a], adv_a_, &records);
+        visitWithRecord(j, adv_a_);
       }
     }
     return;

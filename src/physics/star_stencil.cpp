@@ -20,13 +20,12 @@ namespace physgrad {
 namespace {
 
 // y = center x + m_d x[-e_d] + p_d x[+e_d] summed over the D used axes, on owned points,
-// component by component (Sym: m_d = p_d, summed as m_d (x[-e_d] + x[+e_d])).  Owned values are
-// read straight from the global array `xg`; only neighbours outside the owned box come from the
-// ghosted local array `xl` (whose ghost entries alone are filled).  That keeps the traffic at one
-// read of x and one write of y per point.  Components are interleaved: along x the neighbour of an
-// entry is dof entries away, and a row of xm points is one contiguous run of xm * dof entries. The
-// interior of one row, e in [begin, end): no ghost values needed.  Restrict-qualified so that the
-// compiler vectorises it.
+// component by component (Sym: m_d = p_d, summed as m_d (x[-e_d] + x[+e_d])).  Owned
+// values are read straight from the global array `xg`; only neighbours outside the owned
+// box come from the ghosted local array `xl` (whose ghost entries alone are filled).  That
+// keeps the traffic at one read of x and one write of y per point.  Components are
+// interleaved: along x the neighbour of an entry is dof entries away, and a row of xm
+// points is one contiguous run of xm * dof entries.
 struct Coefficients {
   double center;
   double m[3], p[3];
@@ -49,6 +48,8 @@ inline double pointValue(const Coefficients& k, double centre, double l, double 
   return v;
 }
 
+// The interior of one row, e in [begin, end): no ghost values needed.  Restrict-qualified
+// so that the compiler vectorises it.
 template <int D, bool Sym>
 void rowBody(const PetscScalar* __restrict p, const PetscScalar* __restrict ym,
              const PetscScalar* __restrict yp, const PetscScalar* __restrict zm,

@@ -4,9 +4,11 @@
 //
 // The forward pass records what the reverse sweeps (vjp, inverse) need: every state
 // (store-all), or checkpoints placed by the binomial schedule with at most c stored
-// states.  jvp, vjp and inverse reuse the recording when asked about the same x and
-// recompute it otherwise.  Simulators of linear steps record nothing: their maps do not
-// depend on the point.
+// states.  Store-all also keeps each step's linearisation record where the step offers
+// one (Step::recordLinearisation; MacCormack: its clamping pattern, 4 B per entry), so
+// that the sweep does not re-run the step to linearise it.  jvp, vjp and inverse reuse
+// the recording when asked about the same x and recompute it otherwise.  Simulators of
+// linear steps record nothing: their maps do not depend on the point.
 
 #include <memory>
 #include <vector>
@@ -23,7 +25,9 @@ struct StepCounts {
 
 /// Memory policy of the reverse sweeps.
 struct CheckpointOptions {
-  /// 0: store every state (K states).  c >= 1: at most c stored states (x_0 included),
+  /// 0: store every state (K states, plus linearisation records where steps offer
+  /// them).  c >= 1: at most c stored states (x_0 included), and records only for the
+  /// steps of the innermost segment being reversed,
   /// binomial schedule; the sweep also holds the state being advanced and the input of
   /// the last step, which the forward pass leaves behind anyway.
   PetscInt checkpoints = 0;
@@ -74,10 +78,13 @@ class Simulator final : public Step {
   /// Calls visit(k, x_k, ...) for k = K-1 ... 0, threading `first_in` through the
   /// visits into `last_out` (ping-pong through work vectors).
   void reverseSweep(Visit visit, Vec first_in, Vec last_out);
+  using Records = std::vector<std::unique_ptr<LinearisationRecord>>;
   void reverseSegment(size_t a, size_t b, size_t slot_a, size_t free_slots, bool fresh,
                       Visit visit);
-  /// Advances the state in `from` (step index a) by n steps into `to`.
-  void advance(size_t a, size_t n, Vec from, Vec to);
+  /// Advances the state in `from` (step index a) by n steps into `to`.  With `records`,
+  /// also keeps the linearisation record of step a+i in (*records)[i] where that slot is
+  /// still empty.
+  void advance(size_t a, size_t n, Vec from, Vec to, Records* records = nullptr);
   void visitVjp(size_t k, Vec state, Vec in, Vec out);
   void visitInverse(size_t k, Vec state, Vec in, Vec out);
   void callVisit(Visit visit, size_t k, Vec state);
@@ -86,7 +93,7 @@ class Simulator final : public Step {
   bool binomial_ = false;
   std::vector<OwnedVec> slots_;  // store-all: slot k = x_k; binomial: checkpoints
   // Store-all: what forward(x_k) of step k left for its jvp/vjp (null if nothing).
-  std::vector<std::unique_ptr<LinearisationRecord>> records_;
+  Records records_;
   std::vector<size_t> first_descent_;  // binomial: step indices stored by forward()
   OwnedVec last_input_;                // x_{K-1}, left by the forward pass
   OwnedVec recorded_at_;               // the x the recording belongs to
