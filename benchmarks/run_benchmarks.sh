@@ -3,6 +3,7 @@
 #   step throughput beside a STREAM triad, at 1 and 2 ranks (4096^2 and 256^3), and the
 #   gradient/forward cost ratios;
 #   the explicit stencil with streaming stores on (auto) and off, beside a plain loop;
+#   upwind advection (constant velocity: the stencil kernel) at 4096^2 and 256^3;
 #   the optimiser race on the heat inverse problem (who reaches which error how fast).
 # Usage: benchmarks/run_benchmarks.sh [max_ranks (default 2)]
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
@@ -37,6 +38,13 @@ max_ranks="${1:-2}"
     done
   done
 } | tee "$out/explicit_reference.md"
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ): upwind advection with a constant velocity at the full sizes"
+  for np in $(seq 1 "$max_ranks"); do
+    mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 4096 -n3 256 \
+      -reps 5 -gradient_steps 0 -steps upwind_advection -output "$out/upwind_large_np${np}.csv"
+  done
+} | tee "$out/upwind_large.md"
 mpirun -n "$max_ranks" --oversubscribe "$BUILD_DIR/problems/heat_inverse" -n 256 \
   -opt_type gd,gd_armijo,lbfgs,bncg,gn,ig,hig,pg,lbfgs_inv -opt_max_it 200 \
   -opt_time_budget 60 -opt_target_error 1e-6 -opt_monitor 0 -write_fields 0 \
