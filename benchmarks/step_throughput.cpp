@@ -142,8 +142,8 @@ Interleaved timeInterleaved(PetscInt reps, const std::function<void()>& f,
 }
 
 // STREAM triad a = b + s c on every rank at once, on arrays of (at least) a given local
-// size; seconds() times one sweep, bandwidth() turns a time into aggregate GB/s counting
-// 24 B per element.
+// size; sweep() runs it once, bandwidth() turns the time of a sweep into aggregate GB/s
+// counting 24 B per element.
 class Triad {
  public:
   explicit Triad(PetscInt local_size)

@@ -335,7 +335,6 @@ UpwindAdvectionStep::UpwindAdvectionStep(const Grid& grid, const VelocityField& 
       local_(grid.createLocal()) {
   solve.validate();
   velocity.checkGrid(grid);
-  build(velocity, 1.0, downwind_);
   PetscInt first_bad = kNoPoint;
   forEachOwned(grid, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt) {
     double pos[3], v[3];
@@ -356,13 +355,15 @@ UpwindAdvectionStep::UpwindAdvectionStep(const Grid& grid, const VelocityField& 
        << "); use dt <= " << dt_ / cfl_ << ", more steps, or the semi-Lagrangian step";
     throw InputError(os.str());
   }
-  build(velocity, -1.0, reverse_);
   if (const auto courant = uniformCourant(velocity, 1.0)) {
     uniform_forward_.emplace(uniformStencil(*courant));
     uniform_adjoint_.emplace(uniform_forward_->transposed());
     std::array<double, 3> back = *courant;
     for (double& c : back) c = -c;
     uniform_reverse_.emplace(uniformStencil(back));
+  } else {
+    build(velocity, 1.0, downwind_);
+    build(velocity, -1.0, reverse_);
   }
   solver_ = std::make_unique<detail::KrylovSolver>(
       grid, KSPGMRES, "inverse of the upwind advection step", "advection_upwind_inv_", solve,

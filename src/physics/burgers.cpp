@@ -204,9 +204,9 @@ class SelfAdvectionStep::Linearisation {
     withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
       constexpr int D = decltype(d)::value, N = decltype(n)::value;
       Maxima local_m;  // not captured: it can live in registers
-      PetscInt offset[D * N];
-      double weight[D * N], slope[D * N];
-      std::uint8_t inside[D];
+      PetscInt offset[D * N] = {};
+      double weight[D * N] = {}, slope[D * N] = {};
+      std::uint8_t inside[D] = {};
       const IndexBox& o = grid_->owned();
       PetscInt p = 0;
       for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {

@@ -107,7 +107,8 @@ class UpwindAdvectionStep final : public Step {
   PetscInt dof_;
   Coefficients downwind_, reverse_;  // with v and with -v
   // A constant velocity makes every row the same: then these apply the step (and its
-  // transpose, and the step with -v) matrix-free at stencil speed, without the tables.
+  // transpose, and the step with -v) matrix-free at stencil speed, and the tables above
+  // stay empty.
   std::optional<StarStencil> uniform_forward_, uniform_adjoint_, uniform_reverse_;
   OwnedVec local_;
   std::unique_ptr<detail::KrylovSolver> solver_;

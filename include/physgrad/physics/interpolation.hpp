@@ -216,10 +216,11 @@ inline PetscInt buildAxisStencil(const LocalArrayLayout& layout, Interpolation k
 template <int D, int N>
 struct PointStencil {
   static_assert(D >= 1 && D <= 3 && (N == 2 || N == 4), "1-3 dimensions, 2 or 4 nodes per axis");
-  PetscInt offset[D][N];
-  double weight[D][N];
-  double slope[D][N];  ///< dW/dq along the axis
-  std::uint8_t inside[D];
+  // Zero-initialised: build() fills every entry, but not in a way the compiler can prove.
+  PetscInt offset[D][N] = {};
+  double weight[D][N] = {};
+  double slope[D][N] = {};  ///< dW/dq along the axis
+  std::uint8_t inside[D] = {};
   PetscInt reach = 0;  ///< max over axes of the 1D reach; valid iff <= ghost width
 
   /// Builds the stencil at index coordinates q[D] for the result owned by point home[D].
