@@ -64,13 +64,15 @@ PetscErrorCode readOptions(BenchOptions* o) {
                             &o->n2, nullptr));
   PetscCall(PetscOptionsInt("-n3", "Points per axis of the 3D grid (0: skip 3D)", nullptr, o->n3,
                             &o->n3, nullptr));
-  PetscCall(PetscOptionsInt("-reps", "Timed repetitions (best is reported)", nullptr, o->reps,
-                            &o->reps, nullptr));
+  PetscCall(PetscOptionsInt("-reps",
+                            "Interleaved (triad, step) timing pairs: the best of each is "
+                            "reported, and the median of the per-pair ratios",
+                            nullptr, o->reps, &o->reps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_steps", "K of the gradient-cost simulators (0: skip)",
                             nullptr, o->gradient_steps, &o->gradient_steps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_reps",
-                            "Timed repetitions of each simulator forward and gradient (best is "
-                            "reported)",
+                            "Interleaved (gradient, forward) timing pairs per simulator: the "
+                            "forward time reported is the best, the ratio the median of the pairs",
                             nullptr, o->gradient_reps, &o->gradient_reps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_n", "Points per axis of the 2D gradient-cost grid", nullptr,
                             o->gradient_n, &o->gradient_n, nullptr));
