@@ -409,6 +409,21 @@ inline void scatterAddAtComponents(const PetscInt* offset, const double* weight,
   }
 }
 
+/// Along one row of nodes: r[c] = sum_m weight[m] row[offset[m] + c] and rx[c] the same
+/// with slope, for c < C.
+template <int N, int C>
+inline void rowValueAndSlope(const PetscScalar* row, const PetscInt* offset, const double* weight,
+                             const double* slope, double* r, double* rx) {
+  for (int c = 0; c < C; ++c) r[c] = rx[c] = 0.0;
+  for (int m = 0; m < N; ++m) {
+    for (int c = 0; c < C; ++c) {
+      const double v = row[offset[m] + c];
+      r[c] += weight[m] * v;
+      rx[c] += slope[m] * v;
+    }
+  }
+}
+
 /// gradientAt<D, N>(offset, weight, slope, a + c, grad + c * D) for c < C.
 template <int D, int N, int C>
 inline void gradientAtComponents(const PetscInt* offset, const double* weight, const double* slope,
@@ -421,15 +436,8 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
   } else if constexpr (D == 2) {
     double gx[C] = {}, gy[C] = {};
     for (int b = 0; b < N; ++b) {
-      const PetscScalar* row = a + offset[N + b];
-      double r[C] = {}, rx[C] = {};
-      for (int m = 0; m < N; ++m) {
-        for (int c = 0; c < C; ++c) {
-          const double v = row[offset[m] + c];
-          r[c] += weight[m] * v;
-          rx[c] += slope[m] * v;
-        }
-      }
+      double r[C], rx[C];
+      rowValueAndSlope<N, C>(a + offset[N + b], offset, weight, slope, r, rx);
       for (int c = 0; c < C; ++c) {
         gx[c] += weight[N + b] * rx[c];
         gy[c] += slope[N + b] * r[c];
@@ -444,15 +452,8 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
     for (int k = 0; k < N; ++k) {
       double p[C] = {}, px[C] = {}, py[C] = {};
       for (int b = 0; b < N; ++b) {
-        const PetscScalar* row = a + offset[2 * N + k] + offset[N + b];
-        double r[C] = {}, rx[C] = {};
-        for (int m = 0; m < N; ++m) {
-          for (int c = 0; c < C; ++c) {
-            const double v = row[offset[m] + c];
-            r[c] += weight[m] * v;
-            rx[c] += slope[m] * v;
-          }
-        }
+        double r[C], rx[C];
+        rowValueAndSlope<N, C>(a + offset[2 * N + k] + offset[N + b], offset, weight, slope, r, rx);
         for (int c = 0; c < C; ++c) {
           p[c] += weight[N + b] * r[c];
           px[c] += weight[N + b] * rx[c];
