@@ -113,58 +113,49 @@ void Grid::globalToLocal(Vec global, Vec local) const {
   PG_CALL(DMGlobalToLocalEnd(dm_, global, INSERT_VALUES, local));
 }
 
-void Grid::buildGhostScatter(Vec global, Vec local, bool remote_only) const {
-  // Local (ghosted-array) positions of every ghost entry and the global (PETSc-ordered)
-  // index it mirrors; entries outside a Dirichlet domain map to a negative index and
-  // are left out, so they keep the zero they were created with.
-  const PetscInt dof = spec_.dof;
-  std::vector<PetscInt> local_index, global_index;
-  const IndexBox& g = ghosted_;
-  const IndexBox& o = owned_;
-  for (PetscInt k = g.start[2]; k < g.start[2] + g.size[2]; ++k)
-    for (PetscInt j = g.start[1]; j < g.start[1] + g.size[1]; ++j)
-      for (PetscInt i = g.start[0]; i < g.start[0] + g.size[0]; ++i) {
-        const bool inside = i >= o.start[0] && i < o.start[0] + o.size[0] && j >= o.start[1] &&
-                            j < o.start[1] + o.size[1] && k >= o.start[2] &&
-                            k < o.start[2] + o.size[2];
-        if (inside) continue;
-        const PetscInt base =
-            (((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] + (i - g.start[0])) *
-            dof;
-        for (PetscInt c = 0; c < dof; ++c) local_index.push_back(base + c);
-      }
-  global_index.resize(local_index.size());
-  ISLocalToGlobalMapping map = nullptr;
-  PG_CALL(DMGetLocalToGlobalMapping(dm_, &map));
-  PG_CALL(ISLocalToGlobalMappingApply(map, static_cast<PetscInt>(local_index.size()),
-                                      local_index.data(), global_index.data()));
-  PetscInt first = 0, last = 0;
-  PG_CALL(VecGetOwnershipRange(global, &first, &last));
-  size_t kept = 0;
-  for (size_t t = 0; t < local_index.size(); ++t) {
-    if (global_index[t] < 0) continue;
-    if (remote_only && global_index[t] >= first && global_index[t] < last) continue;
-    local_index[kept] = local_index[t];
-    global_index[kept] = global_index[t];
-    ++kept;
-  }
-  Handle<IS, ISDestroy> from, to;
-  PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), global_index.data(),
-                          PETSC_COPY_VALUES, from.out()));
-  PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), local_index.data(),
-                          PETSC_COPY_VALUES, to.out()));
-  auto& scatter = remote_only ? remote_ghost_scatter_ : ghost_scatter_;
-  PG_CALL(VecScatterCreate(global, from, local, to, scatter.out()));
-}
-
-void Grid::updateGhosts(Vec global, Vec local) const {
-  if (!ghost_scatter_) buildGhostScatter(global, local, false);
-  PG_CALL(VecScatterBegin(ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
-  PG_CALL(VecScatterEnd(ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
-}
-
 void Grid::updateRemoteGhosts(Vec global, Vec local) const {
-  if (!remote_ghost_scatter_) buildGhostScatter(global, local, true);
+  if (!remote_ghost_scatter_) {
+    // Local (ghosted-array) positions of every ghost entry and the global (PETSc-ordered)
+    // index it mirrors; entries outside a Dirichlet domain map to a negative index, and
+    // entries this rank owns itself (periodic wrap-around) fall in its ownership range:
+    // both are left out.
+    const PetscInt dof = spec_.dof;
+    std::vector<PetscInt> local_index, global_index;
+    const IndexBox& g = ghosted_;
+    const IndexBox& o = owned_;
+    for (PetscInt k = g.start[2]; k < g.start[2] + g.size[2]; ++k)
+      for (PetscInt j = g.start[1]; j < g.start[1] + g.size[1]; ++j)
+        for (PetscInt i = g.start[0]; i < g.start[0] + g.size[0]; ++i) {
+          const bool inside = i >= o.start[0] && i < o.start[0] + o.size[0] && j >= o.start[1] &&
+                              j < o.start[1] + o.size[1] && k >= o.start[2] &&
+                              k < o.start[2] + o.size[2];
+          if (inside) continue;
+          const PetscInt base =
+              (((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] + (i - g.start[0])) *
+              dof;
+          for (PetscInt c = 0; c < dof; ++c) local_index.push_back(base + c);
+        }
+    global_index.resize(local_index.size());
+    ISLocalToGlobalMapping map = nullptr;
+    PG_CALL(DMGetLocalToGlobalMapping(dm_, &map));
+    PG_CALL(ISLocalToGlobalMappingApply(map, static_cast<PetscInt>(local_index.size()),
+                                        local_index.data(), global_index.data()));
+    PetscInt first = 0, last = 0;
+    PG_CALL(VecGetOwnershipRange(global, &first, &last));
+    size_t kept = 0;
+    for (size_t t = 0; t < local_index.size(); ++t) {
+      if (global_index[t] < 0 || (global_index[t] >= first && global_index[t] < last)) continue;
+      local_index[kept] = local_index[t];
+      global_index[kept] = global_index[t];
+      ++kept;
+    }
+    Handle<IS, ISDestroy> from, to;
+    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), global_index.data(),
+                            PETSC_COPY_VALUES, from.out()));
+    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), local_index.data(),
+                            PETSC_COPY_VALUES, to.out()));
+    PG_CALL(VecScatterCreate(global, from, local, to, remote_ghost_scatter_.out()));
+  }
   PG_CALL(VecScatterBegin(remote_ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
   PG_CALL(VecScatterEnd(remote_ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
 }

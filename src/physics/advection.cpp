@@ -355,7 +355,7 @@ UpwindAdvectionStep::UpwindAdvectionStep(const Grid& grid, const VelocityField& 
        << "); use dt <= " << dt_ / cfl_ << ", more steps, or the semi-Lagrangian step";
     throw InputError(os.str());
   }
-  if (const auto courant = uniformCourant(velocity, 1.0)) {
+  if (const auto courant = uniformCourant(velocity)) {
     uniform_forward_.emplace(uniformStencil(*courant));
     uniform_adjoint_.emplace(uniform_forward_->transposed());
     std::array<double, 3> back = *courant;
@@ -406,7 +406,7 @@ void UpwindAdvectionStep::build(const VelocityField& velocity, double sign, Coef
 }
 
 std::optional<std::array<double, 3>> UpwindAdvectionStep::uniformCourant(
-    const VelocityField& velocity, double sign) const {
+    const VelocityField& velocity) const {
   const Grid& g = grid();
   // lo = -min over points, hi = max, reduced together.
   double bounds[6] = {-1e300, -1e300, -1e300, -1e300, -1e300, -1e300};
@@ -415,7 +415,7 @@ std::optional<std::array<double, 3>> UpwindAdvectionStep::uniformCourant(
     nodePosition(g, i, j, k, pos);
     velocityAt(g, velocity, pos, v);
     for (int a = 0; a < g.dim(); ++a) {
-      const double courant = sign * dt_ * v[a] / g.h(a);
+      const double courant = dt_ * v[a] / g.h(a);
       bounds[a] = std::max(bounds[a], -courant);
       bounds[3 + a] = std::max(bounds[3 + a], courant);
     }

@@ -101,23 +101,15 @@ class SelfAdvectionStep::Linearisation {
     return same == PETSC_TRUE;
   }
 
-  /// out[p * dim + c] = component c of the local field interpolated at departure point p.
+  /// out[p * dim + c] = component c of the local field interpolated at departure point p
+  /// (the field is a velocity: dof = dim, checked by the step's constructor).
   void gather(const PetscScalar* local, PetscScalar* out) const {
-    const PetscInt dof = grid_->dof();
     withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
       constexpr int D = decltype(d)::value, N = decltype(n)::value;
       const PetscInt count = grid_->owned().count();
-      if (dof == D) {  // the velocity itself: all components in one pass
-        for (PetscInt p = 0; p < count; ++p) {
-          const size_t at = static_cast<size_t>(p * D * N);
-          gatherAtComponents<D, N, D>(&offset_[at], &weight_[at], local, out + p * D);
-        }
-        return;
-      }
       for (PetscInt p = 0; p < count; ++p) {
-        const PetscInt* off = &offset_[static_cast<size_t>(p * D * N)];
-        const double* w = &weight_[static_cast<size_t>(p * D * N)];
-        for (PetscInt c = 0; c < dof; ++c) out[p * dof + c] = gatherAt<D, N>(off, w, local + c);
+        const size_t at = static_cast<size_t>(p * D * N);
+        gatherAtComponents<D, N, D>(&offset_[at], &weight_[at], local, out + p * D);
       }
     });
   }

@@ -64,14 +64,12 @@ class Grid {
   OwnedVec createLocal() const;   ///< zero-initialised, including boundary ghosts
   /// Fills the ghost layers of `local` from `global` (boundary ghosts stay zero if Dirichlet).
   void globalToLocal(Vec global, Vec local) const;
-  /// Fills only the ghost entries of `local` (points of the ghosted box outside the owned
-  /// box) and leaves its owned entries untouched.  Stencil kernels that read owned values
-  /// straight from the global array use this to avoid copying the whole field.
-  void updateGhosts(Vec global, Vec local) const;
-  /// Like updateGhosts, but fills only the ghost entries whose value lives on another
-  /// rank.  Ghosts that wrap around a periodic axis onto this rank's own points are left
-  /// untouched: a kernel using this must read those values from the owned array itself.
-  /// On one rank with a periodic grid it moves nothing.
+  /// Fills only those ghost entries of `local` (points of the ghosted box outside the
+  /// owned box) whose value lives on another rank, and leaves the rest untouched: owned
+  /// entries, and ghosts that wrap around a periodic axis onto this rank's own points
+  /// (on one rank with a periodic grid it moves nothing).  For stencil kernels that read
+  /// owned values, wrapped ones included, straight from the global array, so that no
+  /// field is copied.
   void updateRemoteGhosts(Vec global, Vec local) const;
 
   const IndexBox& owned() const { return owned_; }
@@ -93,9 +91,7 @@ class Grid {
   OwnedDM dm_;
   std::array<double, 3> h_ = {1.0, 1.0, 1.0};
   IndexBox owned_, ghosted_;
-  void buildGhostScatter(Vec global, Vec local, bool remote_only) const;
-  // Built on first use: every ghost entry / only those owned by another rank.
-  mutable Handle<VecScatter, VecScatterDestroy> ghost_scatter_, remote_ghost_scatter_;
+  mutable Handle<VecScatter, VecScatterDestroy> remote_ghost_scatter_;  // built on first use
 };
 
 /// Calls f(i, j, k, owned_offset) for every owned point; owned_offset * dof + c indexes

@@ -96,10 +96,9 @@ class UpwindAdvectionStep final : public Step {
   };
   void build(const VelocityField& velocity, double sign, Coefficients& c) const;
   void apply(const Coefficients& c, Vec x, Vec y);
-  /// The Courant number sign dt v_d / h_d per axis if it is the same at every grid point
-  /// (a constant velocity; collective), else nothing.
-  std::optional<std::array<double, 3>> uniformCourant(const VelocityField& velocity,
-                                                      double sign) const;
+  /// The Courant number dt v_d / h_d per axis if it is the same at every grid point (a
+  /// constant velocity; collective), else nothing.
+  std::optional<std::array<double, 3>> uniformCourant(const VelocityField& velocity) const;
   /// The upwind update for uniform Courant numbers as a constant-coefficient stencil.
   StarStencil uniformStencil(const std::array<double, 3>& courant) const;
 
