@@ -38,13 +38,6 @@ class SelfAdvectionStep::Linearisation {
         nodes_(nodesPerAxis(kind)),
         local_(exchange.createLocal()),
         point_(grid.createGlobal()) {
-    const size_t count = static_cast<size_t>(grid.owned().count());
-    const size_t per_point = static_cast<size_t>(grid.dim() * nodes_);
-    offset_.resize(count * per_point);
-    weight_.resize(count * per_point);
-    slope_.resize(count * per_point);
-    inside_.resize(count * static_cast<size_t>(grid.dim()));
-    jacobian_.resize(count * static_cast<size_t>(grid.dim() * grid.dim()));
     for (int a = 0; a < grid.dim(); ++a) dq_du_[a] = -signed_dt / grid.h(a);
   }
 
@@ -52,28 +45,20 @@ class SelfAdvectionStep::Linearisation {
   /// x is not finite and CflError if a stencil reaches beyond the ghost layers; either way
   /// on every rank, and the linearisation is then invalid.
   void build(Vec x, const std::string& scheme) {
-    valid_ = false;
-    jacobian_ready_ = false;
-    exchange_->globalToLocal(x, local_);
-    const int dim = grid_->dim();
-    double inverse_h_sum = 0.0;
-    for (int a = 0; a < dim; ++a) inverse_h_sum += 1.0 / grid_->h(a);
-    Maxima m;
-    const PetscScalar* xl = nullptr;
-    PG_CALL(VecGetArrayRead(local_, &xl));
-    const IndexBox& o = grid_->owned();
-    PetscInt p = 0;
-    for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {
-      for (PetscInt j = o.start[1]; j < o.start[1] + o.size[1]; ++j) {
-        for (PetscInt i = o.start[0]; i < o.start[0] + o.size[0]; ++i, ++p) {
-          const size_t at = static_cast<size_t>(p * dim * nodes_);
-          pointStencil(dim, nodes_, {i, j, k}, xl, inverse_h_sum, &offset_[at], &weight_[at],
-                       &slope_[at], &inside_[static_cast<size_t>(p * dim)], m);
-        }
-      }
-    }
-    PG_CALL(VecRestoreArrayRead(local_, &xl));
-    reduceAndCheck(m, scheme);
+    if (offset_.empty()) allocateTables();
+    forEachStencil<true>(
+        x, scheme,
+        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w,
+            const double* slope, const std::uint8_t* inside, const PetscScalar*) {
+          constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
+          const size_t at = static_cast<size_t>(p * D * N);
+          for (int e = 0; e < D * N; ++e) {
+            offset_[at + e] = off[e * S];
+            weight_[at + e] = w[e * S];
+            slope_[at + e] = slope[e * S];
+          }
+          for (int a = 0; a < D; ++a) inside_[static_cast<size_t>(p * D + a)] = inside[a * S];
+        });
     PG_CALL(VecCopy(x, point_));
     valid_ = true;
   }
@@ -85,12 +70,28 @@ class SelfAdvectionStep::Linearisation {
   /// no use for the tables; this leaves no linearisation behind.  Throws like build().
   void adjointOnePass(Vec x, const std::string& scheme, const PetscScalar* values,
                       PetscScalar* local, PetscScalar* gtw) {
-    forEachStencil(x, scheme,
-                   [&](auto d, auto n, PetscInt p, const PetscInt* off, const double* w,
-                       const double* slope, const PetscScalar* xl) {
-                     constexpr int D = decltype(d)::value, N = decltype(n)::value;
-                     adjointAt<D, N>(p, off, w, slope, xl, values, local, gtw);
-                   });
+    forEachStencil<true>(
+        x, scheme,
+        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w,
+            const double* slope, const std::uint8_t*, const PetscScalar* xl) {
+          constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
+          adjointAt<D, N, S>(p, off, w, slope, xl, values, local, gtw);
+        });
+  }
+
+  /// The step itself in one pass over the points, without tables: out[p * dim + c] = the
+  /// state's component c interpolated at the departure point of p, the numbers build(x)
+  /// then gather() would give.  A forward is followed by a linearisation at the same state
+  /// only in a Newton solve, so the tables are built on demand (linearise) instead.  Leaves
+  /// no linearisation behind; throws like build().
+  void forwardOnePass(Vec x, const std::string& scheme, PetscScalar* out) {
+    forEachStencil<false>(
+        x, scheme,
+        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w, const double*,
+            const std::uint8_t*, const PetscScalar* xl) {
+          constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
+          gatherAtComponents<D, N, D, S>(off, w, xl, out + p * D);
+        });
   }
 
   /// True when the linearisation belongs to x (collective).
@@ -163,14 +164,28 @@ class SelfAdvectionStep::Linearisation {
   PetscInt requiredWidth() const { return required_width_; }
 
  private:
-  /// Point p's share of the adjoint, from its stencil ([D][N] offsets, weights, slopes).
-  template <int D, int N>
+  /// The tables of build(): allocated on first use (a step that is only run forward and
+  /// differentiated in reverse never needs them; 3D cubic they take about 300 B per point).
+  void allocateTables() {
+    const size_t count = static_cast<size_t>(grid_->owned().count());
+    const size_t per_point = static_cast<size_t>(grid_->dim() * nodes_);
+    offset_.resize(count * per_point);
+    weight_.resize(count * per_point);
+    slope_.resize(count * per_point);
+    inside_.resize(count * static_cast<size_t>(grid_->dim()));
+    jacobian_.resize(count * static_cast<size_t>(grid_->dim() * grid_->dim()));
+  }
+
+  /// Point p's share of the adjoint, from its stencil ([D][N] offsets, weights, slopes,
+  /// entries S apart).
+  template <int D, int N, int S = 1>
   void adjointAt(PetscInt p, const PetscInt* off, const double* w, const double* slope,
                  const PetscScalar* xl, const PetscScalar* values, PetscScalar* local,
                  PetscScalar* gtw) const {
-    const double* value = values + p * D;
+    double value[D];  // read before gtw is written: wx may be the Vec w
+    for (int c = 0; c < D; ++c) value[c] = values[p * D + c];
     double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
-    scatterAddAndGradientAtComponents<D, N, D>(off, w, slope, value, local, xl, grad);
+    scatterAddAndGradientAtComponents<D, N, D, S>(off, w, slope, value, local, xl, grad);
     for (int a = 0; a < D; ++a) {
       double sum = 0.0;
       for (int c = 0; c < D; ++c) sum += (dq_du_[a] * grad[c * D + a]) * value[c];
@@ -178,12 +193,14 @@ class SelfAdvectionStep::Linearisation {
     }
   }
 
-  /// Exchanges x into local_ and builds the departure stencil of every owned point into a
-  /// scratch stencil, then calls use(D, N, p, offset, weight, slope, local array) with it.
+  /// Exchanges x into local_ and builds the departure stencils of the owned points, a block
+  /// of kBlock points of a grid row at a time, then calls
+  ///   use(D, N, S, p, offset, weight, slope, inside, local array)
+  /// for each point p with its stencil (entries S apart; slope null unless WithSlope).
   /// Afterwards the reach, CFL and finiteness are reduced over the ranks and checked as
   /// build() documents.  The tables no longer describe local_: the linearisation is
   /// invalid until the next build().
-  template <class Use>
+  template <bool WithSlope, class Use>
   void forEachStencil(Vec x, const std::string& scheme, Use&& use) {
     valid_ = false;
     jacobian_ready_ = false;
@@ -194,53 +211,69 @@ class SelfAdvectionStep::Linearisation {
     const PetscScalar* xl = nullptr;
     PG_CALL(VecGetArrayRead(local_, &xl));
     withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
-      constexpr int D = decltype(d)::value, N = decltype(n)::value;
-      Maxima local_m;  // not captured: it can live in registers
-      PetscInt offset[D * N] = {};
-      double weight[D * N] = {}, slope[D * N] = {};
-      std::uint8_t inside[D] = {};
+      constexpr int D = decltype(d)::value, N = decltype(n)::value, B = kBlock;
+      using Stride = std::integral_constant<int, B>;
+      double h[D];
+      for (int a = 0; a < D; ++a) h[a] = layout_.spacing(a);
+      // Not captured: the running maxima can live in registers.
+      double reach = 0.0, cells = 0.0, speed2 = 0.0;
+      bool finite = true;
+      StencilBlock<D, N, B> block;
       const IndexBox& o = grid_->owned();
+      const PetscInt row_end = o.start[0] + o.size[0];
       PetscInt p = 0;
       for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {
         for (PetscInt j = o.start[1]; j < o.start[1] + o.size[1]; ++j) {
-          for (PetscInt i = o.start[0]; i < o.start[0] + o.size[0]; ++i, ++p) {
-            pointStencil(D, N, {i, j, k}, xl, inverse_h_sum, offset, weight, slope, inside,
-                         local_m);
-            use(d, n, p, offset, weight, slope, xl);
+          for (PetscInt i = o.start[0]; i < row_end; i += B) {
+            const int count = static_cast<int>(std::min<PetscInt>(B, row_end - i));
+            const PetscScalar* u = xl + layout_.arrayOffset(i, j, k);  // dof = D
+            double q[D][B], v[D][B], s2[B];
+            int f[B];
+            for (int b = 0; b < B; ++b)
+              for (int a = 0; a < D; ++a) v[a][b] = b < count ? u[b * D + a] : 0.0;
+            for (int b = 0; b < B; ++b) {
+              f[b] = 1;
+              s2[b] = 0.0;
+            }
+            for (int a = 0; a < D; ++a) {
+              for (int b = 0; b < B; ++b) {
+                f[b] &= std::isfinite(v[a][b]) ? 1 : 0;
+                s2[b] += v[a][b] * v[a][b];
+              }
+            }
+            for (int b = 0; b < B; ++b) {
+              finite = finite & (f[b] != 0);
+              speed2 = std::max(speed2, f[b] ? s2[b] : 0.0);
+            }
+            for (int a = 0; a < D; ++a) {
+              const double home_a = static_cast<double>(a == 0 ? i : (a == 1 ? j : k));
+              for (int b = 0; b < B; ++b) {
+                const double c = signed_dt_ * v[a][b] / h[a];
+                // A non-finite state is reported later; its stencils stay at home meanwhile.
+                q[a][b] = home_a + (a == 0 ? b : 0) - (f[b] ? c : 0.0);
+                cells = std::max(cells, f[b] ? std::abs(c) : 0.0);
+              }
+            }
+            const PetscInt home[3] = {i, j, k};
+            reach = std::max(reach, static_cast<double>(
+                                        block.template build<WithSlope>(layout_, q, home, count)));
+            for (int b = 0; b < count; ++b) {
+              use(d, n, Stride{}, p + b, block.offset + b, block.weight + b,
+                  WithSlope ? block.slope + b : nullptr, block.inside + b, xl);
+            }
+            p += count;
           }
         }
       }
-      m = local_m;
+      m.reach = reach;
+      m.cells = cells;
+      // max_p sqrt(|u_p|^2) c = sqrt(max_p |u_p|^2) c exactly (both are monotone and
+      // correctly rounded).
+      m.cfl = std::sqrt(speed2) * std::abs(signed_dt_) * inverse_h_sum;
+      m.nonfinite = finite ? 0.0 : 1.0;
     });
     PG_CALL(VecRestoreArrayRead(local_, &xl));
     reduceAndCheck(m, scheme);
-  }
-
-  /// The stencil of the point `home` from its velocity (in the local array xl) into
-  /// [dim][nodes] arrays, folding its reach, departure distance and CFL into m.
-  void pointStencil(int dim, int nodes, const std::array<PetscInt, 3>& home, const PetscScalar* xl,
-                    double inverse_h_sum, PetscInt* offset, double* weight, double* slope,
-                    std::uint8_t* inside, Maxima& m) const {
-    const PetscScalar* u = xl + layout_.arrayOffset(home[0], home[1], home[2]);
-    bool finite = true;
-    double speed2 = 0.0;
-    for (int a = 0; a < dim; ++a) {
-      finite = finite && std::isfinite(u[a]);
-      speed2 += u[a] * u[a];
-    }
-    if (!finite) m.nonfinite = 1.0;
-    for (int a = 0; a < dim; ++a) {
-      const double cells = signed_dt_ * u[a] / grid_->h(a);
-      // A non-finite state is reported later; its stencils stay at home meanwhile.
-      const double q = static_cast<double>(home[a]) - (finite ? cells : 0.0);
-      const PetscInt reach = buildAxisStencil(layout_, kind_, a, q, home[a], offset + a * nodes,
-                                              weight + a * nodes, slope + a * nodes, inside + a);
-      if (finite) {
-        m.reach = std::max(m.reach, static_cast<double>(reach));
-        m.cells = std::max(m.cells, std::abs(cells));
-      }
-    }
-    if (finite) m.cfl = std::max(m.cfl, std::sqrt(speed2) * std::abs(signed_dt_) * inverse_h_sum);
   }
 
   /// Reduces the maxima of the stencils just built over the ranks, stores them, and throws
@@ -270,6 +303,8 @@ class SelfAdvectionStep::Linearisation {
       throw CflError(os.str(), cfl_, width, required_width_);
     }
   }
+
+  static constexpr int kBlock = 8;  // points per StencilBlock: one AVX-512 register of doubles
 
   const Grid* grid_;
   const CornerGhostExchange* exchange_;
@@ -322,8 +357,7 @@ SelfAdvectionStep::SelfAdvectionStep(const Grid& grid, double dt, Interpolation 
       residual_(grid.createGlobal()),
       trial_(grid.createGlobal()),
       trial_residual_(grid.createGlobal()),
-      correction_(grid.createGlobal()),
-      adjoint_work_(grid.createGlobal()) {
+      correction_(grid.createGlobal()) {
   ahead_ = std::make_unique<Linearisation>(grid, exchange_, kind_, dt_);
   back_ = std::make_unique<Linearisation>(grid, exchange_, kind_, -dt_);
 }
@@ -339,14 +373,15 @@ double SelfAdvectionStep::lastDepartureCells() const { return ahead_->departureC
 PetscInt SelfAdvectionStep::lastRequiredWidth() const { return ahead_->requiredWidth(); }
 
 void SelfAdvectionStep::forward(Vec x, Vec y) {
-  ahead_->build(x, name());
-  const PetscScalar* xl = nullptr;
   PetscScalar* ya = nullptr;
-  PG_CALL(VecGetArrayRead(ahead_->local(), &xl));
   PG_CALL(VecGetArray(y, &ya));
-  ahead_->gather(xl, ya);
+  try {
+    ahead_->forwardOnePass(x, name(), ya);
+  } catch (...) {
+    PG_CALL(VecRestoreArray(y, &ya));  // build errors are collective
+    throw;
+  }
   PG_CALL(VecRestoreArray(y, &ya));
-  PG_CALL(VecRestoreArrayRead(ahead_->local(), &xl));
 }
 
 void SelfAdvectionStep::linearise(Vec x) {
@@ -379,18 +414,19 @@ void SelfAdvectionStep::tangent(Linearisation& lin, Vec dx, Vec dy) {
 }
 
 void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
-  // wx = gather^T w (through the ghost exchange) + G^T w per point; the -dt grad u term
-  // couples the components of one point only.  With x given the stencils are built on
-  // the fly (adjointOnePass); otherwise lin's tables are used.
+  // wx = G^T w per point (the -dt grad u term couples the components of one point only),
+  // written straight into wx, plus gather^T w added through the ghost exchange.  With x
+  // given the stencils are built on the fly (adjointOnePass); otherwise lin's tables are
+  // used.
   PG_CALL(VecSet(local_work_, 0.0));
   const PetscScalar* wa = nullptr;
   PetscScalar *zl = nullptr, *gtw = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
   PG_CALL(VecGetArray(local_work_, &zl));
-  PG_CALL(VecGetArray(adjoint_work_, &gtw));
+  PG_CALL(VecGetArray(wx, &gtw));
   // Arrays are handed back before an exception leaves (build errors are collective).
   auto restore = [&] {
-    PG_CALL(VecRestoreArray(adjoint_work_, &gtw));
+    PG_CALL(VecRestoreArray(wx, &gtw));
     PG_CALL(VecRestoreArray(local_work_, &zl));
     PG_CALL(VecRestoreArrayRead(w, &wa));
   };
@@ -404,9 +440,7 @@ void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
     throw;
   }
   restore();
-  PG_CALL(VecSet(wx, 0.0));
   exchange_.addLocalToGlobal(local_work_, wx);
-  PG_CALL(VecAXPY(wx, 1.0, adjoint_work_));
 }
 
 void SelfAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {
@@ -516,7 +550,7 @@ SolveReport SelfAdvectionStep::solveInverse(Vec y, Vec x, const NewtonKrylovOpti
       report.reason = "Newton iteration cap reached";
       return report;
     }
-    jacobian_->setPoint(x);  // forward left the linearisation at x
+    jacobian_->setPoint(x);  // its products linearise at x (tables built once per point)
     PG_CALL(VecSet(correction_, 0.0));
     PG_CALL(KSPSolve(ksp_, residual_, correction_));
     KSPConvergedReason reason;

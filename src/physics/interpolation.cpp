@@ -100,6 +100,50 @@ void CornerGhostExchange::addLocalToGlobal(Vec local, Vec global) const {
 
 // ---------------------------------------------------------------------------------------
 
+namespace detail {
+
+PetscInt buildAxisStencilGeneral(const LocalArrayLayout& layout, Interpolation kind, int axis,
+                                 double q, PetscInt home, PetscInt* offset, double* weight,
+                                 double* slope, std::uint8_t* inside) {
+  const int nodes = nodesPerAxis(kind);
+  const PetscInt home_offset = (home - layout.ghostStart(axis)) * layout.stride(axis);
+  *inside = 0;
+  if (!(std::abs(q) < 1e12)) {
+    // Non-finite (or absurd) points: the result becomes NaN (honest), or the reach says
+    // the stencil is unusable, and memory stays safe either way.
+    const double w = std::isnan(q) ? std::numeric_limits<double>::quiet_NaN() : 0.0;
+    for (int m = 0; m < nodes; ++m) {
+      offset[m] = home_offset;
+      weight[m] = w;
+      if (slope) slope[m] = w;
+    }
+    return std::isnan(q) ? 0 : std::numeric_limits<PetscInt>::max();
+  }
+  const double cell = std::floor(q + kStencilSnap);
+  const PetscInt first = static_cast<PetscInt>(cell) - (kind == Interpolation::Cubic ? 1 : 0);
+  double w[4], dw[4];
+  axisWeights(kind, q - cell, w, dw);
+  PetscInt reach = 0;
+  for (int m = 0; m < nodes; ++m) {
+    const PetscInt node = first + m;
+    const bool in_domain = layout.insideDomain(axis, node);
+    if (in_domain) reach = std::max(reach, node > home ? node - home : home - node);
+    if (in_domain && layout.inGhostBox(axis, node)) {
+      offset[m] = (node - layout.ghostStart(axis)) * layout.stride(axis);
+      weight[m] = w[m];
+      if (slope) slope[m] = dw[m];
+      *inside = static_cast<std::uint8_t>(*inside | (1u << m));
+    } else {
+      offset[m] = home_offset;
+      weight[m] = 0.0;
+      if (slope) slope[m] = 0.0;
+    }
+  }
+  return reach;
+}
+
+}  // namespace detail
+
 // ---------------------------------------------------------------------------------------
 
 InterpolationTable::InterpolationTable(const LocalArrayLayout& layout, Interpolation kind,

@@ -131,7 +131,6 @@ class SelfAdvectionStep final : public Step {
   CornerGhostExchange exchange_;
   std::unique_ptr<Linearisation> ahead_, back_;  // forward step at x, backwards step at y
   OwnedVec local_work_, residual_, trial_, trial_residual_, correction_;
-  OwnedVec adjoint_work_;  // G^T w of adjoint()
   std::unique_ptr<JacobianOperator> jacobian_;
   OwnedKSP ksp_;
   SolveReport last_report_;

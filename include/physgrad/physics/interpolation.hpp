@@ -159,6 +159,51 @@ class CornerGhostExchange {
   OwnedDM box_;
 };
 
+namespace detail {
+/// buildAxisStencil without its fast path: every case (non-finite q, nodes outside the
+/// domain or the ghost box).
+PetscInt buildAxisStencilGeneral(const LocalArrayLayout& layout, Interpolation kind, int axis,
+                                 double q, PetscInt home, PetscInt* offset, double* weight,
+                                 double* slope, std::uint8_t* inside);
+}  // namespace detail
+
+/// Snapping tolerance of buildAxisStencil in index units: far above the round-off of
+/// q = x/h - shift for any grid that fits in memory, far below any displacement that
+/// matters.
+inline constexpr double kStencilSnap = 1e-9;
+
+/// buildAxisStencil for N = nodesPerAxis(kind) known at compile time.  The common case
+/// (every node inside the domain and the ghost box) is inlined; the rest is left to the
+/// general builder, which gives the same stencil where both apply.
+template <int N>
+inline PetscInt buildAxisStencilFor(const LocalArrayLayout& layout, int axis, double q,
+                                    PetscInt home, PetscInt* offset, double* weight, double* slope,
+                                    std::uint8_t* inside) {
+  static_assert(N == 2 || N == 4, "2 (linear) or 4 (cubic) nodes per axis");
+  constexpr Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
+  if (std::abs(q) < 1e12) {
+    const double cell = std::floor(q + kStencilSnap);
+    const PetscInt first = static_cast<PetscInt>(cell) - (N == 4 ? 1 : 0);
+    const PetscInt last = first + N - 1;
+    const PetscInt ghost_start = layout.ghostStart(axis);
+    if (first >= ghost_start && last < ghost_start + layout.ghostSize(axis) &&
+        (layout.periodic() || (first >= 0 && last < layout.globalSize(axis)))) {
+      double w[4], dw[4];
+      axisWeights(kind, q - cell, w, slope ? dw : nullptr);
+      const PetscInt stride = layout.stride(axis);
+      for (int m = 0; m < N; ++m) {
+        offset[m] = (first + m - ghost_start) * stride;
+        weight[m] = w[m];
+        if (slope) slope[m] = dw[m];
+      }
+      *inside = static_cast<std::uint8_t>((1u << N) - 1u);
+      return std::max(home - first, last - home);
+    }
+  }
+  return detail::buildAxisStencilGeneral(layout, kind, axis, q, home, offset, weight, slope,
+                                         inside);
+}
+
 /// Builds the 1D stencil along `axis` at index coordinate q for a result owned by the point
 /// with global index `home` on that axis.  Writes nodesPerAxis(kind) entries of `offset`
 /// (array offsets along the axis: (node - ghost start) * stride), `weight`, `slope`
@@ -171,44 +216,9 @@ class CornerGhostExchange {
 inline PetscInt buildAxisStencil(const LocalArrayLayout& layout, Interpolation kind, int axis,
                                  double q, PetscInt home, PetscInt* offset, double* weight,
                                  double* slope, std::uint8_t* inside) {
-  // Snapping tolerance in index units: far above the round-off of q = x/h - shift for any
-  // grid that fits in memory, far below any displacement that matters.
-  constexpr double kSnap = 1e-9;
-  const int nodes = nodesPerAxis(kind);
-  const PetscInt home_offset = (home - layout.ghostStart(axis)) * layout.stride(axis);
-  *inside = 0;
-  if (!(std::abs(q) < 1e12)) {
-    // Non-finite (or absurd) points: the result becomes NaN (honest), or the reach says
-    // the stencil is unusable, and memory stays safe either way.
-    const double w = std::isnan(q) ? std::numeric_limits<double>::quiet_NaN() : 0.0;
-    for (int m = 0; m < nodes; ++m) {
-      offset[m] = home_offset;
-      weight[m] = w;
-      if (slope) slope[m] = w;
-    }
-    return std::isnan(q) ? 0 : std::numeric_limits<PetscInt>::max();
-  }
-  const double cell = std::floor(q + kSnap);
-  double w[4], dw[4];
-  axisWeights(kind, q - cell, w, dw);
-  const PetscInt first = static_cast<PetscInt>(cell) - (kind == Interpolation::Cubic ? 1 : 0);
-  PetscInt reach = 0;
-  for (int m = 0; m < nodes; ++m) {
-    const PetscInt node = first + m;
-    const bool in_domain = layout.insideDomain(axis, node);
-    if (in_domain) reach = std::max(reach, node > home ? node - home : home - node);
-    if (in_domain && layout.inGhostBox(axis, node)) {
-      offset[m] = (node - layout.ghostStart(axis)) * layout.stride(axis);
-      weight[m] = w[m];
-      if (slope) slope[m] = dw[m];
-      *inside = static_cast<std::uint8_t>(*inside | (1u << m));
-    } else {
-      offset[m] = home_offset;
-      weight[m] = 0.0;
-      if (slope) slope[m] = 0.0;
-    }
-  }
-  return reach;
+  return kind == Interpolation::Linear
+             ? buildAxisStencilFor<2>(layout, axis, q, home, offset, weight, slope, inside)
+             : buildAxisStencilFor<4>(layout, axis, q, home, offset, weight, slope, inside);
 }
 
 /// A stencil at one point, for fields whose interpolation points change every apply
@@ -225,13 +235,99 @@ struct PointStencil {
 
   /// Builds the stencil at index coordinates q[D] for the result owned by point home[D].
   void build(const LocalArrayLayout& layout, const double* q, const PetscInt* home) {
-    const Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
     reach = 0;
     for (int a = 0; a < D; ++a) {
-      const PetscInt r = buildAxisStencil(layout, kind, a, q[a], home[a], offset[a], weight[a],
-                                          slope[a], &inside[a]);
+      const PetscInt r = buildAxisStencilFor<N>(layout, a, q[a], home[a], offset[a], weight[a],
+                                                slope[a], &inside[a]);
       if (r > reach) reach = r;
     }
+  }
+};
+
+/// The stencils of up to B consecutive points of one grid row (x the fastest axis), stored
+/// entry-major so that the build runs B points at a time in vector registers: entry (a, m) of
+/// point b at [(a * N + m) * B + b], its inside bits at [a * B + b].  The *AtComponents
+/// kernels read point b with stride S = B from `offset + b`, `weight + b`, `slope + b`.
+/// Every stencil equals the one buildAxisStencilFor<N> builds at the same point.
+template <int D, int N, int B>
+struct StencilBlock {
+  static_assert(D >= 1 && D <= 3 && (N == 2 || N == 4) && B >= 1, "1-3 dimensions, 2 or 4 nodes");
+  PetscInt offset[D * N * B] = {};
+  double weight[D * N * B] = {};
+  double slope[D * N * B] = {};  ///< dW/dq along the axis (built only on request)
+  std::uint8_t inside[D * B] = {};
+
+  /// Builds the stencils of the first `count` (<= B) points: point b at index coordinates
+  /// q[a][b], its result owned by the global point (home[0] + b, home[1], home[2]).  Builds
+  /// slopes iff WithSlope.  Returns the largest reach of the `count` stencils.
+  template <bool WithSlope>
+  PetscInt build(const LocalArrayLayout& layout, const double (&q)[D][B], const PetscInt* home,
+                 int count) {
+    constexpr Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
+    constexpr PetscInt kBelow = N == 4 ? 1 : 0;  // nodes before the departure cell
+    PetscInt reach = 0;
+    for (int a = 0; a < D; ++a) {
+      // The fast case of buildAxisStencilFor (every node inside the domain and the ghost
+      // box) for all B points at once; the other points are redone by the general builder.
+      const PetscInt ghost_start = layout.ghostStart(a);
+      const PetscInt lo = layout.periodic() ? ghost_start : std::max<PetscInt>(ghost_start, 0);
+      const PetscInt ghost_end = ghost_start + layout.ghostSize(a);
+      const PetscInt hi = layout.periodic() ? ghost_end : std::min(ghost_end, layout.globalSize(a));
+      const PetscInt stride = layout.stride(a);
+      // Short loops of one type each: GCC 12 vectorizes these, not one loop doing it all.
+      double qs[B], cell[B], t[B];
+      PetscInt first[B];
+      int fast[B];
+      for (int b = 0; b < B; ++b) {
+        const bool sane = std::abs(q[a][b]) < 1e12;  // false for NaN: the general builder
+        qs[b] = sane ? q[a][b] : static_cast<double>(home[a] + (a == 0 ? b : 0));
+        fast[b] = sane;
+      }
+      for (int b = 0; b < B; ++b) {
+        cell[b] = std::floor(qs[b] + kStencilSnap);
+        t[b] = qs[b] - cell[b];
+      }
+      for (int b = 0; b < B; ++b) first[b] = static_cast<PetscInt>(cell[b]) - kBelow;
+      for (int b = 0; b < B; ++b) {
+        double w[4], dw[4];
+        axisWeights(kind, t[b], w, WithSlope ? dw : nullptr);
+        for (int m = 0; m < N; ++m) {
+          weight[(a * N + m) * B + b] = w[m];
+          if constexpr (WithSlope) slope[(a * N + m) * B + b] = dw[m];
+        }
+      }
+      for (int m = 0; m < N; ++m)
+        for (int b = 0; b < B; ++b)
+          offset[(a * N + m) * B + b] = (first[b] + m - ghost_start) * stride;
+      for (int b = 0; b < B; ++b) inside[a * B + b] = static_cast<std::uint8_t>((1u << N) - 1u);
+      int slow = 0;
+      PetscInt block_reach = 0;
+      for (int b = 0; b < B; ++b) {
+        fast[b] = fast[b] & (b < count) & (first[b] >= lo) & (first[b] + N - 1 < hi);
+        slow += 1 - fast[b];
+        const PetscInt home_b = home[a] + (a == 0 ? b : 0);
+        const PetscInt r = std::max(home_b - first[b], first[b] + N - 1 - home_b);
+        block_reach = std::max(block_reach, fast[b] ? r : PetscInt{0});
+      }
+      slow -= B - count;  // points past `count` are not built
+      for (int b = 0; slow > 0 && b < count; ++b) {
+        if (fast[b]) continue;
+        --slow;
+        PetscInt o[N];
+        double w[N], dw[N];
+        const PetscInt r =
+            detail::buildAxisStencilGeneral(layout, kind, a, q[a][b], home[a] + (a == 0 ? b : 0), o,
+                                            w, WithSlope ? dw : nullptr, &inside[a * B + b]);
+        block_reach = std::max(block_reach, r);
+        for (int m = 0; m < N; ++m) {
+          offset[(a * N + m) * B + b] = o[m];
+          weight[(a * N + m) * B + b] = w[m];
+          if constexpr (WithSlope) slope[(a * N + m) * B + b] = dw[m];
+        }
+      }
+      reach = std::max(reach, block_reach);
+    }
+    return reach;
   }
 };
 
@@ -345,102 +441,104 @@ inline void gradientAt(const PetscInt* offset, const double* weight, const doubl
 // The same three kernels for all C interleaved components of a node at once (a velocity
 // field: C = D).  Per component they form the same sums in the same order as the kernels
 // above, so the results are identical; the C adjacent values of a node are loaded and
-// updated together, which the compiler turns into vector operations.
+// updated together, which the compiler turns into vector operations.  Stencil entries are
+// read with a stride S: entry (a, m) at offset[(a * N + m) * S], so S = 1 for one point's
+// [D][N] arrays and S = B for a point of a StencilBlock<D, N, B>.
 
 /// out[c] = gatherAt<D, N>(offset, weight, a + c) for c < C.
-template <int D, int N, int C>
+template <int D, int N, int C, int S = 1>
 inline void gatherAtComponents(const PetscInt* offset, const double* weight, const PetscScalar* a,
                                double* out) {
   double s[C] = {};
   if constexpr (D == 1) {
     for (int m = 0; m < N; ++m)
-      for (int c = 0; c < C; ++c) s[c] += weight[m] * a[offset[m] + c];
+      for (int c = 0; c < C; ++c) s[c] += weight[m * S] * a[offset[m * S] + c];
   } else if constexpr (D == 2) {
     for (int b = 0; b < N; ++b) {
-      const PetscScalar* row = a + offset[N + b];
+      const PetscScalar* row = a + offset[(N + b) * S];
       double r[C] = {};
       for (int m = 0; m < N; ++m)
-        for (int c = 0; c < C; ++c) r[c] += weight[m] * row[offset[m] + c];
-      for (int c = 0; c < C; ++c) s[c] += weight[N + b] * r[c];
+        for (int c = 0; c < C; ++c) r[c] += weight[m * S] * row[offset[m * S] + c];
+      for (int c = 0; c < C; ++c) s[c] += weight[(N + b) * S] * r[c];
     }
   } else {
     for (int k = 0; k < N; ++k) {
       double plane[C] = {};
       for (int b = 0; b < N; ++b) {
-        const PetscScalar* row = a + offset[2 * N + k] + offset[N + b];
+        const PetscScalar* row = a + offset[(2 * N + k) * S] + offset[(N + b) * S];
         double r[C] = {};
         for (int m = 0; m < N; ++m)
-          for (int c = 0; c < C; ++c) r[c] += weight[m] * row[offset[m] + c];
-        for (int c = 0; c < C; ++c) plane[c] += weight[N + b] * r[c];
+          for (int c = 0; c < C; ++c) r[c] += weight[m * S] * row[offset[m * S] + c];
+        for (int c = 0; c < C; ++c) plane[c] += weight[(N + b) * S] * r[c];
       }
-      for (int c = 0; c < C; ++c) s[c] += weight[2 * N + k] * plane[c];
+      for (int c = 0; c < C; ++c) s[c] += weight[(2 * N + k) * S] * plane[c];
     }
   }
   for (int c = 0; c < C; ++c) out[c] = s[c];
 }
 
 /// scatterAddAt<D, N>(offset, weight, value[c], a + c) for c < C.
-template <int D, int N, int C>
+template <int D, int N, int C, int S = 1>
 inline void scatterAddAtComponents(const PetscInt* offset, const double* weight,
                                    const double* value, PetscScalar* a) {
   if constexpr (D == 1) {
     for (int m = 0; m < N; ++m)
-      for (int c = 0; c < C; ++c) a[offset[m] + c] += weight[m] * value[c];
+      for (int c = 0; c < C; ++c) a[offset[m * S] + c] += weight[m * S] * value[c];
   } else if constexpr (D == 2) {
     for (int b = 0; b < N; ++b) {
-      PetscScalar* row = a + offset[N + b];
+      PetscScalar* row = a + offset[(N + b) * S];
       double vb[C];
-      for (int c = 0; c < C; ++c) vb[c] = weight[N + b] * value[c];
+      for (int c = 0; c < C; ++c) vb[c] = weight[(N + b) * S] * value[c];
       for (int m = 0; m < N; ++m)
-        for (int c = 0; c < C; ++c) row[offset[m] + c] += weight[m] * vb[c];
+        for (int c = 0; c < C; ++c) row[offset[m * S] + c] += weight[m * S] * vb[c];
     }
   } else {
     for (int k = 0; k < N; ++k) {
       double vk[C];
-      for (int c = 0; c < C; ++c) vk[c] = weight[2 * N + k] * value[c];
+      for (int c = 0; c < C; ++c) vk[c] = weight[(2 * N + k) * S] * value[c];
       for (int b = 0; b < N; ++b) {
-        PetscScalar* row = a + offset[2 * N + k] + offset[N + b];
+        PetscScalar* row = a + offset[(2 * N + k) * S] + offset[(N + b) * S];
         double vb[C];
-        for (int c = 0; c < C; ++c) vb[c] = weight[N + b] * vk[c];
+        for (int c = 0; c < C; ++c) vb[c] = weight[(N + b) * S] * vk[c];
         for (int m = 0; m < N; ++m)
-          for (int c = 0; c < C; ++c) row[offset[m] + c] += weight[m] * vb[c];
+          for (int c = 0; c < C; ++c) row[offset[m * S] + c] += weight[m * S] * vb[c];
       }
     }
   }
 }
 
-/// Along one row of nodes: r[c] = sum_m weight[m] row[offset[m] + c] and rx[c] the same
+/// Along one row of nodes: r[c] = sum_m weight[m * S] row[offset[m * S] + c] and rx[c] the same
 /// with slope, for c < C.
-template <int N, int C>
+template <int N, int C, int S = 1>
 inline void rowValueAndSlope(const PetscScalar* row, const PetscInt* offset, const double* weight,
                              const double* slope, double* r, double* rx) {
   for (int c = 0; c < C; ++c) r[c] = rx[c] = 0.0;
   for (int m = 0; m < N; ++m) {
     for (int c = 0; c < C; ++c) {
-      const double v = row[offset[m] + c];
-      r[c] += weight[m] * v;
-      rx[c] += slope[m] * v;
+      const double v = row[offset[m * S] + c];
+      r[c] += weight[m * S] * v;
+      rx[c] += slope[m * S] * v;
     }
   }
 }
 
 /// gradientAt<D, N>(offset, weight, slope, a + c, grad + c * D) for c < C.
-template <int D, int N, int C>
+template <int D, int N, int C, int S = 1>
 inline void gradientAtComponents(const PetscInt* offset, const double* weight, const double* slope,
                                  const PetscScalar* a, double* grad) {
   if constexpr (D == 1) {
     double g[C] = {};
     for (int m = 0; m < N; ++m)
-      for (int c = 0; c < C; ++c) g[c] += slope[m] * a[offset[m] + c];
+      for (int c = 0; c < C; ++c) g[c] += slope[m * S] * a[offset[m * S] + c];
     for (int c = 0; c < C; ++c) grad[c] = g[c];
   } else if constexpr (D == 2) {
     double gx[C] = {}, gy[C] = {};
     for (int b = 0; b < N; ++b) {
       double r[C], rx[C];
-      rowValueAndSlope<N, C>(a + offset[N + b], offset, weight, slope, r, rx);
+      rowValueAndSlope<N, C, S>(a + offset[(N + b) * S], offset, weight, slope, r, rx);
       for (int c = 0; c < C; ++c) {
-        gx[c] += weight[N + b] * rx[c];
-        gy[c] += slope[N + b] * r[c];
+        gx[c] += weight[(N + b) * S] * rx[c];
+        gy[c] += slope[(N + b) * S] * r[c];
       }
     }
     for (int c = 0; c < C; ++c) {
@@ -453,17 +551,18 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
       double p[C] = {}, px[C] = {}, py[C] = {};
       for (int b = 0; b < N; ++b) {
         double r[C], rx[C];
-        rowValueAndSlope<N, C>(a + offset[2 * N + k] + offset[N + b], offset, weight, slope, r, rx);
+        rowValueAndSlope<N, C, S>(a + offset[(2 * N + k) * S] + offset[(N + b) * S], offset, weight,
+                                  slope, r, rx);
         for (int c = 0; c < C; ++c) {
-          p[c] += weight[N + b] * r[c];
-          px[c] += weight[N + b] * rx[c];
-          py[c] += slope[N + b] * r[c];
+          p[c] += weight[(N + b) * S] * r[c];
+          px[c] += weight[(N + b) * S] * rx[c];
+          py[c] += slope[(N + b) * S] * r[c];
         }
       }
       for (int c = 0; c < C; ++c) {
-        gx[c] += weight[2 * N + k] * px[c];
-        gy[c] += weight[2 * N + k] * py[c];
-        gz[c] += slope[2 * N + k] * p[c];
+        gx[c] += weight[(2 * N + k) * S] * px[c];
+        gy[c] += weight[(2 * N + k) * S] * py[c];
+        gz[c] += slope[(2 * N + k) * S] * p[c];
       }
     }
     for (int c = 0; c < C; ++c) {
@@ -476,32 +575,44 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
 
 /// scatterAddAtComponents(offset, weight, value, z) and gradientAtComponents(offset, weight,
 /// slope, a, grad) in one walk over the stencil (an adjoint needs both at each point): the
-/// same results, with the offsets and weights read once.
-template <int D, int N, int C>
+/// same results, with the offsets and weights read once.  z and a must not overlap.
+template <int D, int N, int C, int S = 1>
 inline void scatterAddAndGradientAtComponents(const PetscInt* offset, const double* weight,
                                               const double* slope, const double* value,
                                               PetscScalar* z, const PetscScalar* a, double* grad) {
   if constexpr (D != 2) {
-    scatterAddAtComponents<D, N, C>(offset, weight, value, z);
-    gradientAtComponents<D, N, C>(offset, weight, slope, a, grad);
+    scatterAddAtComponents<D, N, C, S>(offset, weight, value, z);
+    gradientAtComponents<D, N, C, S>(offset, weight, slope, a, grad);
   } else {
+    // Every load before the first store (z and a do not overlap, but the compiler cannot
+    // know), so that the C components of a node move as one vector.
+    PetscInt ox[N];
+    double wx[N], sx[N];
+    for (int m = 0; m < N; ++m) {
+      ox[m] = offset[m * S];
+      wx[m] = weight[m * S];
+      sx[m] = slope[m * S];
+    }
     double gx[C] = {}, gy[C] = {};
     for (int b = 0; b < N; ++b) {
-      const PetscScalar* row = a + offset[N + b];
-      PetscScalar* zrow = z + offset[N + b];
-      double r[C] = {}, rx[C] = {}, vb[C];
-      for (int c = 0; c < C; ++c) vb[c] = weight[N + b] * value[c];
+      const PetscScalar* row = a + offset[(N + b) * S];
+      PetscScalar* zrow = z + offset[(N + b) * S];
+      const double wy = weight[(N + b) * S], sy = slope[(N + b) * S];
+      double v[N][C], r[C] = {}, rx[C] = {}, vb[C];
+      for (int m = 0; m < N; ++m)
+        for (int c = 0; c < C; ++c) v[m][c] = row[ox[m] + c];
+      for (int c = 0; c < C; ++c) vb[c] = wy * value[c];
       for (int m = 0; m < N; ++m) {
         for (int c = 0; c < C; ++c) {
-          const double v = row[offset[m] + c];
-          r[c] += weight[m] * v;
-          rx[c] += slope[m] * v;
-          zrow[offset[m] + c] += weight[m] * vb[c];
+          r[c] += wx[m] * v[m][c];
+          rx[c] += sx[m] * v[m][c];
         }
       }
+      for (int m = 0; m < N; ++m)
+        for (int c = 0; c < C; ++c) zrow[ox[m] + c] += wx[m] * vb[c];
       for (int c = 0; c < C; ++c) {
-        gx[c] += weight[N + b] * rx[c];
-        gy[c] += slope[N + b] * r[c];
+        gx[c] += wy * rx[c];
+        gy[c] += sy * r[c];
       }
     }
     for (int c = 0; c < C; ++c) {
