@@ -254,7 +254,18 @@ TEST(AdvectionAccuracy, RigidRotationOfABumpConvergesAtTheExpectedOrder) {
 // ---------------------------------------------------------------------------------------
 // Derivative checks of single steps and of a simulator mixing them.
 
-enum class Kind { Upwind, SlLinear, SlCubic, MacCormack, MixedSimulator, MacCormackSimulator };
+enum class Kind {
+  Upwind,
+  SlLinear,
+  SlCubic,
+  MacCormack,
+  MixedSimulator,
+  MacCormackSimulator,
+  // The same steps with a constant velocity: one stencil for all points (periodic grids).
+  SlLinearUniform,
+  SlCubicUniform,
+  MacCormackUniform
+};
 
 struct OperatorCase {
   std::string label;
@@ -328,10 +339,37 @@ double dtForCfl(const Grid& grid, const VelocityField& v, double cfl) {
   return cfl / advectiveCfl(grid, v, 1.0);
 }
 
+/// The drift of flowFor without its vortex: 1.25, -0.2, 0.2 cells per step along x, y, z.
+Flow uniformFlowFor(const Grid& grid) {
+  const double cells[3] = {1.25, -0.2, 0.2};
+  std::array<double, 3> v = {0.0, 0.0, 0.0};
+  for (int a = 0; a < grid.dim(); ++a) v[a] = cells[a] * grid.h(a);
+  return {std::make_shared<ConstantVelocity>(v), 1.0};
+}
+
 std::shared_ptr<Step> buildOperator(const Grid& grid, const OperatorCase& c) {
   // Upwind at CFL 0.4 keeps every row diagonally dominant (centre >= 0.6), hence invertible.
   const Flow f = flowFor(grid, 1.0);
+  // Steps keep a reference to their velocity: it lives as long as the process.
+  static std::vector<Flow> uniform_flows;
   switch (c.kind) {
+    case Kind::SlLinearUniform:
+    case Kind::SlCubicUniform: {
+      uniform_flows.push_back(uniformFlowFor(grid));
+      const Flow& u = uniform_flows.back();
+      auto step = std::make_shared<SemiLagrangianAdvectionStep>(
+          grid, *u.velocity, u.dt,
+          c.kind == Kind::SlLinearUniform ? Interpolation::Linear : Interpolation::Cubic);
+      EXPECT_TRUE(step->usesUniformStencil()) << c.label;
+      return step;
+    }
+    case Kind::MacCormackUniform: {
+      uniform_flows.push_back(uniformFlowFor(grid));
+      const Flow& u = uniform_flows.back();
+      auto step = std::make_shared<MacCormackAdvectionStep>(grid, *u.velocity, u.dt);
+      EXPECT_TRUE(step->usesUniformStencil()) << c.label;
+      return step;
+    }
     case Kind::Upwind:
       return std::make_shared<UpwindAdvectionStep>(grid, *f.velocity,
                                                    dtForCfl(grid, *f.velocity, 0.4));
@@ -388,10 +426,16 @@ std::vector<OperatorCase> allCases() {
                          {"SlCubic", Kind::SlCubic},
                          {"MacCormack", Kind::MacCormack},
                          {"MixedSimulator", Kind::MixedSimulator},
-                         {"MacCormackSimulator", Kind::MacCormackSimulator}};
+                         {"MacCormackSimulator", Kind::MacCormackSimulator},
+                         {"SlLinearUniform", Kind::SlLinearUniform},
+                         {"SlCubicUniform", Kind::SlCubicUniform},
+                         {"MacCormackUniform", Kind::MacCormackUniform}};
   std::vector<OperatorCase> out;
   for (const Geometry& g : geometries) {
     for (const Named& k : kinds) {
+      const bool uniform = k.kind == Kind::SlLinearUniform || k.kind == Kind::SlCubicUniform ||
+                           k.kind == Kind::MacCormackUniform;
+      if (uniform && g.boundary != Boundary::Periodic) continue;
       // Simulators in 3D would only repeat the 2D checks at a higher cost.
       const bool simulator = k.kind == Kind::MixedSimulator || k.kind == Kind::MacCormackSimulator;
       if (simulator && g.dim == 3) continue;
@@ -871,6 +915,155 @@ TEST(Interpolation, DirichletNodesOutsideTheDomainReadAsZero) {
   EXPECT_LE(global[0], 1e-15);
   EXPECT_LE(global[1], 1e-15);
   EXPECT_EQ(range.lo_offset, -1);  // the exterior zero is the lower bound
+}
+
+/// max |a - b| / max |b| over all ranks.
+double maxRelativeGap(const std::vector<double>& a, const std::vector<double>& b) {
+  double gap = 0.0, size = 0.0;
+  for (size_t e = 0; e < a.size(); ++e) {
+    gap = std::max(gap, std::abs(a[e] - b[e]));
+    size = std::max(size, std::abs(b[e]));
+  }
+  double local[2] = {gap, size}, global[2];
+  MPI_Allreduce(local, global, 2, MPI_DOUBLE, MPI_MAX, Environment::comm());
+  return global[1] > 0.0 ? global[0] / global[1] : global[0];
+}
+
+TEST(Interpolation, UniformTableEqualsThePerPointTable) {
+  // Gather, scatter-add (+ ghost sum) and the mirrored transpose of a uniform table against
+  // the per-point table of the same displacement, on a periodic grid split over the ranks:
+  // the same operator, summed in another order.
+  const std::array<double, 3> shifts[] = {
+      {1.3, -0.45, 0.7}, {-2.2, 0.0, 1.999999999999}, {0.5, 1.0, -1.75}};
+  for (int dim = 1; dim <= 3; ++dim) {
+    for (Interpolation kind : {Interpolation::Linear, Interpolation::Cubic}) {
+      for (PetscInt dof : {1, 2}) {
+        for (const auto& shift : shifts) {
+          GridSpec spec;
+          spec.dim = dim;
+          spec.n = {dim == 1 ? 40 : (dim == 2 ? 20 : 10), dim == 2 ? 14 : 12, 9};
+          spec.dof = dof;
+          spec.stencil_width = 4;
+          const Grid grid(Environment::comm(), spec);
+          const LocalArrayLayout layout(grid);
+          const CornerGhostExchange exchange(grid);
+          std::vector<double> points;
+          forEachOwned(grid, [&](PetscInt i, PetscInt j, PetscInt k, PetscInt) {
+            const PetscInt idx[3] = {i, j, k};
+            for (int a = 0; a < dim; ++a) points.push_back(static_cast<double>(idx[a]) + shift[a]);
+          });
+          const InterpolationTable per_point(layout, kind, points);
+          const auto uniform = InterpolationTable::uniform(layout, kind, shift);
+          const std::string what = std::to_string(dim) + "D " + toString(kind) + " dof " +
+                                   std::to_string(dof) + " shift " + std::to_string(shift[0]);
+          EXPECT_TRUE(uniform->isUniform());
+          EXPECT_EQ(uniform->reach(), per_point.reach()) << what;
+
+          // White noise on every component (roughRandomNatural gives one value per point).
+          std::mt19937 gen(5);
+          std::uniform_real_distribution<double> noise(-1.0, 1.0);
+          std::vector<double> natural(static_cast<size_t>(grid.size() * dof));
+          for (double& v : natural) v = noise(gen);
+          OwnedVec x = fieldFromNatural(grid, natural);
+          OwnedVec local = exchange.createLocal();
+          exchange.globalToLocal(x, local);
+          const PetscInt entries = grid.owned().count() * dof;
+          std::vector<double> a(static_cast<size_t>(entries)), b(a.size());
+          const PetscScalar* xl = nullptr;
+          PG_CALL(VecGetArrayRead(local, &xl));
+          per_point.gather(xl, a.data());
+          uniform->gather(xl, b.data());
+          PG_CALL(VecRestoreArrayRead(local, &xl));
+          EXPECT_LE(maxRelativeGap(b, a), 1e-13) << "gather, " << what;
+
+          // Transpose three ways: per-point scatter, uniform scatter, uniform mirrored gather.
+          auto scattered = [&](const InterpolationTable& t) {
+            OwnedVec z = exchange.createLocal(), out = grid.createGlobal();
+            const PetscScalar* xa = nullptr;
+            PetscScalar* za = nullptr;
+            PG_CALL(VecGetArrayRead(x, &xa));
+            PG_CALL(VecGetArray(z, &za));
+            t.scatterAdd(xa, za);
+            PG_CALL(VecRestoreArray(z, &za));
+            PG_CALL(VecRestoreArrayRead(x, &xa));
+            exchange.addLocalToGlobal(z, out);
+            const PetscScalar* oa = nullptr;
+            PG_CALL(VecGetArrayRead(out, &oa));
+            std::vector<double> v(oa, oa + entries);
+            PG_CALL(VecRestoreArrayRead(out, &oa));
+            return v;
+          };
+          const std::vector<double> ta = scattered(per_point), tb = scattered(*uniform);
+          std::vector<double> tc(a.size());
+          PG_CALL(VecGetArrayRead(local, &xl));
+          uniform->transposeGather(xl, tc.data());
+          PG_CALL(VecRestoreArrayRead(local, &xl));
+          EXPECT_LE(maxRelativeGap(tb, ta), 1e-13) << "scatterAdd, " << what;
+          EXPECT_LE(maxRelativeGap(tc, ta), 1e-13) << "transposeGather, " << what;
+        }
+      }
+    }
+  }
+}
+
+/// A constant velocity plus a wiggle of 1e-9 cells: too large to count as round-off, so
+/// steps keep one stencil per point.
+class NearlyConstant final : public VelocityField {
+ public:
+  NearlyConstant(const Grid& grid, const std::array<double, 3>& v) : v_(v), h_{} {
+    for (int a = 0; a < grid.dim(); ++a) h_[a] = grid.h(a);
+  }
+  void at(const double pos[3], double v[3]) const override {
+    for (int a = 0; a < 3; ++a) v[a] = v_[a] + 1e-9 * h_[a] * std::sin(7.0 * pos[0] + a);
+  }
+  std::string name() const override { return "nearly constant"; }
+
+ private:
+  std::array<double, 3> v_, h_;
+};
+
+TEST(AdvectionSteps, AConstantVelocityRunsOneStencilForAllPoints) {
+  // Steps with a constant velocity take the uniform path; with a velocity that differs by
+  // 1e-9 cells they keep per-point stencils.  Both give the same forward, vjp and
+  // approximate inverse up to that difference.
+  GridSpec spec;
+  spec.dim = 2;
+  spec.n = {24, 18, 1};
+  spec.length = {1.0, 1.5, 1.0};
+  spec.stencil_width = 3;
+  const Grid grid(Environment::comm(), spec);
+  const std::array<double, 3> v = {1.3 * grid.h(0), -0.6 * grid.h(1), 0.0};
+  const ConstantVelocity constant(v);
+  const NearlyConstant nearly(grid, v);
+  OwnedVec x = fieldFromNatural(grid, smoothRandomNatural(grid, 8));
+  OwnedVec w = fieldFromNatural(grid, roughRandomNatural(grid, 9));
+  auto outputs = [&](auto& step) {
+    OwnedVec out = grid.createGlobal();
+    std::vector<std::vector<double>> r;
+    step.forward(x, out);
+    r.push_back(grid.gatherNatural(out));
+    step.vjp(x, w, out);
+    r.push_back(grid.gatherNatural(out));
+    step.approximateInverse(x, out);
+    r.push_back(grid.gatherNatural(out));
+    return r;
+  };
+  for (Interpolation kind : {Interpolation::Linear, Interpolation::Cubic}) {
+    SemiLagrangianAdvectionStep uniform(grid, constant, 1.0, kind),
+        per_point(grid, nearly, 1.0, kind);
+    EXPECT_TRUE(uniform.usesUniformStencil());
+    EXPECT_FALSE(per_point.usesUniformStencil());
+    const auto a = outputs(uniform), b = outputs(per_point);
+    for (size_t r = 0; r < a.size(); ++r)
+      EXPECT_LE(maxRelativeGap(a[r], b[r]), 1e-7) << toString(kind) << " output " << r;
+  }
+  MacCormackAdvectionStep uniform(grid, constant, 1.0), per_point(grid, nearly, 1.0);
+  EXPECT_TRUE(uniform.usesUniformStencil());
+  EXPECT_FALSE(per_point.usesUniformStencil());
+  const auto a = outputs(uniform), b = outputs(per_point);
+  for (size_t r = 0; r < a.size(); ++r)
+    EXPECT_LE(maxRelativeGap(a[r], b[r]), 1e-7) << "MacCormack output " << r;
+  EXPECT_EQ(uniform.clampedAtLinearisation(), per_point.clampedAtLinearisation());
 }
 
 // ---------------------------------------------------------------------------------------

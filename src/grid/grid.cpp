@@ -197,7 +197,8 @@ void Grid::scatterNatural(const std::vector<double>& natural, Vec global) const 
   const PetscInt dof = spec_.dof;
   if (static_cast<PetscInt>(natural.size()) != size() * dof) {
     throw InputError("scatterNatural: field has " + std::to_string(natural.size()) +
-                     " values, the grid " + std::to_string(size()));
+                     " values, the grid needs " + std::to_string(size() * dof) + " (" +
+                     std::to_string(size()) + " points x " + std::to_string(dof) + " components)");
   }
   PetscScalar* a = nullptr;
   PG_CALL(VecGetArray(global, &a));

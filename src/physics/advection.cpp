@@ -244,6 +244,9 @@ struct Departures {
   std::vector<double> points;
   double max_cells = 0.0;         ///< largest |X_d - x_d| / h_d on this rank
   PetscInt first_bad = kNoPoint;  ///< natural index of the first node with a non-finite v
+  /// Per axis, the smallest and largest displacement X_d - x_d in cells (finite nodes).
+  std::array<double, 3> min_shift{{HUGE_VAL, HUGE_VAL, HUGE_VAL}},
+      max_shift{{-HUGE_VAL, -HUGE_VAL, -HUGE_VAL}};
 };
 
 Departures computeDepartures(const Grid& grid, const LocalArrayLayout& layout,
@@ -268,12 +271,44 @@ Departures computeDepartures(const Grid& grid, const LocalArrayLayout& layout,
     for (int a = 0; a < dim; ++a) {
       const double q = layout.indexCoordinate(a, pos[a] - sign * dt * v[a]);
       out.points[static_cast<size_t>(o * dim + a)] = q;
-      if (finite)
-        out.max_cells = std::max(out.max_cells, std::abs(q - static_cast<double>(idx[a])));
+      if (finite) {
+        const double shift = q - static_cast<double>(idx[a]);
+        out.max_cells = std::max(out.max_cells, std::abs(shift));
+        out.min_shift[a] = std::min(out.min_shift[a], shift);
+        out.max_shift[a] = std::max(out.max_shift[a], shift);
+      }
     }
     if (!finite) out.first_bad = std::min(out.first_bad, grid.naturalIndex(i, j, k));
   });
   return out;
+}
+
+/// The interpolation table of departure points (collective).  Where they all lie at the
+/// same displacement from their nodes, up to the round-off of index coordinates (a constant
+/// velocity), on a periodic grid, a uniform table with the midrange displacement: one
+/// stencil for all points, applied at stencil speed.  Otherwise one stencil per point.
+std::unique_ptr<InterpolationTable> departureTable(const Grid& grid, const LocalArrayLayout& layout,
+                                                   Interpolation kind, const Departures& d) {
+  // -min and max per axis, reduced together (a rank without points contributes -inf).
+  double bounds[6];
+  for (int a = 0; a < 3; ++a) {
+    bounds[a] = -d.min_shift[a];
+    bounds[3 + a] = d.max_shift[a];
+  }
+  MPI_Allreduce(MPI_IN_PLACE, bounds, 6, MPI_DOUBLE, MPI_MAX, grid.comm());
+  // q = x / h - shift carries a few ulps of the largest index coordinate.
+  PetscInt largest = 1;
+  for (int a = 0; a < grid.dim(); ++a) largest = std::max(largest, grid.n(a));
+  const double tolerance = 16.0 * std::numeric_limits<double>::epsilon() * largest;
+  bool uniform = grid.boundary() == Boundary::Periodic;
+  std::array<double, 3> displacement{{0.0, 0.0, 0.0}};
+  for (int a = 0; a < grid.dim(); ++a) {
+    const double lo = -bounds[a], hi = bounds[3 + a];
+    uniform = uniform && std::isfinite(lo) && std::isfinite(hi) && hi - lo <= tolerance;
+    displacement[a] = 0.5 * (lo + hi);
+  }
+  if (uniform) return InterpolationTable::uniform(layout, kind, displacement);
+  return std::make_unique<InterpolationTable>(layout, kind, d.points);
 }
 
 /// Interpolation tables at the forward and the reverse departure points, checked
@@ -292,8 +327,8 @@ DepartureTables buildDepartureTables(const Grid& grid, const VelocityField& velo
   throwIfNonFiniteVelocity(grid, velocity, scheme, std::min(ahead.first_bad, back.first_bad));
 
   DepartureTables t;
-  t.ahead = std::make_unique<InterpolationTable>(layout, kind, ahead.points);
-  t.back = std::make_unique<InterpolationTable>(layout, kind, back.points);
+  t.ahead = departureTable(grid, layout, kind, ahead);
+  t.back = departureTable(grid, layout, kind, back);
   // Reach and CFL as doubles in one reduction (reaches are far below 2^53).
   double local[2] = {static_cast<double>(std::max(t.ahead->reach(), t.back->reach())),
                      std::max(ahead.max_cells, back.max_cells)};
@@ -554,6 +589,18 @@ void SemiLagrangianAdvectionStep::forward(Vec x, Vec y) { interpolate(*departure
 void SemiLagrangianAdvectionStep::jvp(Vec, Vec dx, Vec dy) { interpolate(*departure_, dx, dy); }
 
 void SemiLagrangianAdvectionStep::vjp(Vec, Vec w, Vec wx) {
+  if (departure_->isUniform()) {
+    // The mirrored stencil gathered from w's ghosts: no scatter, no ghost sum.
+    exchange_.globalToLocal(w, local_);
+    const PetscScalar* wl = nullptr;
+    PetscScalar* out = nullptr;
+    PG_CALL(VecGetArrayRead(local_, &wl));
+    PG_CALL(VecGetArray(wx, &out));
+    departure_->transposeGather(wl, out);
+    PG_CALL(VecRestoreArray(wx, &out));
+    PG_CALL(VecRestoreArrayRead(local_, &wl));
+    return;
+  }
   PG_CALL(VecSet(local_, 0.0));
   const PetscScalar* wa = nullptr;
   PetscScalar* zl = nullptr;
@@ -621,7 +668,6 @@ MacCormackAdvectionStep::~MacCormackAdvectionStep() = default;
 
 void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const InterpolationTable& back,
                                     Vec x, Vec y, std::vector<PetscInt>& active) {
-  const PetscInt dof = grid().dof();
   exchange_.globalToLocal(x, local_a_);
   const PetscScalar* xl = nullptr;
   PetscScalar* tilde = nullptr;
@@ -637,6 +683,23 @@ void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const Inter
   PG_CALL(VecGetArrayRead(work_a_, &ta));
   PG_CALL(VecGetArrayRead(work_b_, &ha));
   PG_CALL(VecGetArray(y, &ya));
+  if (ahead.isUniform()) {
+    limitUniform(ahead, xa, ta, ha, xl, ya, active);
+  } else {
+    limitPerPoint(ahead, xa, ta, ha, xl, ya, active);
+  }
+  PG_CALL(VecRestoreArray(y, &ya));
+  PG_CALL(VecRestoreArrayRead(work_b_, &ha));
+  PG_CALL(VecRestoreArrayRead(work_a_, &ta));
+  PG_CALL(VecRestoreArrayRead(x, &xa));
+  PG_CALL(VecRestoreArrayRead(local_a_, &xl));
+}
+
+void MacCormackAdvectionStep::limitPerPoint(const InterpolationTable& ahead, const PetscScalar* xa,
+                                            const PetscScalar* ta, const PetscScalar* ha,
+                                            const PetscScalar* xl, PetscScalar* ya,
+                                            std::vector<PetscInt>& active) const {
+  const PetscInt dof = grid().dof();
   withStencilShape(grid().dim(), Interpolation::Linear, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
     for (PetscInt p = 0; p < ahead.size(); ++p) {
@@ -659,11 +722,54 @@ void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const Inter
       }
     }
   });
-  PG_CALL(VecRestoreArray(y, &ya));
-  PG_CALL(VecRestoreArrayRead(work_b_, &ha));
-  PG_CALL(VecRestoreArrayRead(work_a_, &ta));
-  PG_CALL(VecRestoreArrayRead(x, &xa));
-  PG_CALL(VecRestoreArrayRead(local_a_, &xl));
+}
+
+void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, const PetscScalar* xa,
+                                           const PetscScalar* ta, const PetscScalar* ha,
+                                           const PetscScalar* xl, PetscScalar* ya,
+                                           std::vector<PetscInt>& active) const {
+  // The same bounds, node order and tie rule as nodeRangeAt, with the stencil's nodes at
+  // fixed offsets from each entry (every node carries data: periodic grids only).
+  const LocalArrayLayout& layout = ahead.layout();
+  const std::vector<PetscInt>& nodes = ahead.uniformOffsets();
+  withStencilShape(grid().dim(), Interpolation::Linear, [&](auto d, auto n) {
+    constexpr int D = decltype(d)::value, N = decltype(n)::value;
+    constexpr int K = D == 1 ? N : (D == 2 ? N * N : N * N * N);
+    PetscInt o[K];
+    for (int m = 0; m < K; ++m) o[m] = nodes[static_cast<size_t>(m)];
+    const PetscInt entries = layout.ownedSize(0) * layout.dof();
+    PetscInt e = 0;
+    for (PetscInt k = 0; k < layout.ownedSize(2); ++k) {
+      for (PetscInt j = 0; j < layout.ownedSize(1); ++j) {
+        const PetscInt row = layout.arrayOffset(layout.ownedStart(0), layout.ownedStart(1) + j,
+                                                layout.ownedStart(2) + k);
+        for (PetscInt i = 0; i < entries; ++i, ++e) {
+          const PetscInt home = row + i;
+          double lo = xl[home + o[0]], hi = lo;
+          int lo_at = 0, hi_at = 0;
+          for (int m = 1; m < K; ++m) {
+            const double v = xl[home + o[m]];
+            const bool lower = v<lo, higher = v> hi;
+            lo = lower ? v : lo;
+            lo_at = lower ? m : lo_at;
+            hi = higher ? v : hi;
+            hi_at = higher ? m : hi_at;
+          }
+          const double corrected = ta[e] + 0.5 * (xa[e] - ha[e]);
+          if (corrected < lo) {
+            ya[e] = lo;
+            active[static_cast<size_t>(e)] = home + o[lo_at];
+          } else if (corrected > hi) {
+            ya[e] = hi;
+            active[static_cast<size_t>(e)] = home + o[hi_at];
+          } else {
+            ya[e] = corrected;
+            active[static_cast<size_t>(e)] = kUnclamped;
+          }
+        }
+      }
+    }
+  });
 }
 
 void MacCormackAdvectionStep::forward(Vec x, Vec y) {

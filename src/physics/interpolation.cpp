@@ -146,14 +146,66 @@ PetscInt buildAxisStencilGeneral(const LocalArrayLayout& layout, Interpolation k
 
 // ---------------------------------------------------------------------------------------
 
+InterpolationTable::InterpolationTable(const LocalArrayLayout& layout, Interpolation kind)
+    : layout_(layout),
+      kind_(kind),
+      dim_(layout.dim()),
+      nodes_(nodesPerAxis(kind)),
+      dof_(layout.dof()),
+      count_(layout.ownedCount()) {}
+
+std::unique_ptr<InterpolationTable> InterpolationTable::uniform(
+    const LocalArrayLayout& layout, Interpolation kind, const std::array<double, 3>& displacement) {
+  if (!layout.periodic()) {
+    // On a zero-Dirichlet grid a stencil node outside the domain must count as 0 and be
+    // kept out of the boundary ghosts, which only per-point stencils arrange.
+    throw std::logic_error("InterpolationTable::uniform: periodic grids only");
+  }
+  std::unique_ptr<InterpolationTable> t(new InterpolationTable(layout, kind));
+  t->uniform_ = true;
+  const int dim = t->dim_, nodes = t->nodes_;
+  // The 1D stencils, built as buildAxisStencil would at a point far from every edge.
+  PetscInt axis_offset[3][4] = {};
+  double(&axis_weight)[3][4] = t->axis_weight_;
+  for (int a = 0; a < dim; ++a) {
+    const double cell = std::floor(displacement[a] + kStencilSnap);
+    const PetscInt first = static_cast<PetscInt>(cell) - (kind == Interpolation::Cubic ? 1 : 0);
+    axisWeights(kind, displacement[a] - cell, axis_weight[a], nullptr);
+    t->axis_first_[a] = first;
+    for (int m = 0; m < nodes; ++m) axis_offset[a][m] = (first + m) * layout.stride(a);
+    t->reach_ = std::max({t->reach_, first < 0 ? -first : first,
+                          std::abs(first + static_cast<PetscInt>(nodes) - 1)});
+  }
+  // Tensor product, x fastest.
+  const int mz = dim > 2 ? nodes : 1, my = dim > 1 ? nodes : 1;
+  for (int c = 0; c < mz; ++c) {
+    for (int b = 0; b < my; ++b) {
+      for (int m = 0; m < nodes; ++m) {
+        PetscInt offset = axis_offset[0][m];
+        double weight = axis_weight[0][m];
+        if (dim > 1) {
+          offset += axis_offset[1][b];
+          weight *= axis_weight[1][b];
+        }
+        if (dim > 2) {
+          offset += axis_offset[2][c];
+          weight *= axis_weight[2][c];
+        }
+        t->offset_.push_back(offset);
+        t->weight_.push_back(weight);
+      }
+    }
+  }
+  return t;
+}
+
 InterpolationTable::InterpolationTable(const LocalArrayLayout& layout, Interpolation kind,
                                        const std::vector<double>& points)
-    : kind_(kind), dim_(layout.dim()), nodes_(nodesPerAxis(kind)), dof_(layout.dof()) {
+    : InterpolationTable(layout, kind) {
   if (points.size() % static_cast<size_t>(dim_) != 0) {
     throw std::logic_error("InterpolationTable: points must hold dim coordinates per point");
   }
-  count_ = static_cast<PetscInt>(points.size() / dim_);
-  if (count_ != layout.ownedCount()) {
+  if (static_cast<PetscInt>(points.size() / dim_) != layout.ownedCount()) {
     throw std::logic_error("InterpolationTable: one point per owned grid point expected");
   }
   const size_t per_point = static_cast<size_t>(dim_ * nodes_);
@@ -179,7 +231,149 @@ InterpolationTable::InterpolationTable(const LocalArrayLayout& layout, Interpola
   }
 }
 
+namespace {
+
+/// Calls f(row, entries, first) for every row of owned points along x: `row` is the local-
+/// array offset of component 0 of its first point, `entries` = points * dof, and `first`
+/// the index of its first entry in a global Vec's array.
+template <class F>
+void forEachOwnedRow(const LocalArrayLayout& layout, F&& f) {
+  const PetscInt entries = layout.ownedSize(0) * layout.dof();
+  PetscInt first = 0;
+  for (PetscInt k = 0; k < layout.ownedSize(2); ++k) {
+    for (PetscInt j = 0; j < layout.ownedSize(1); ++j, first += entries) {
+      f(layout.arrayOffset(layout.ownedStart(0), layout.ownedStart(1) + j,
+                           layout.ownedStart(2) + k),
+        entries, first);
+    }
+  }
+}
+
+/// out[e] = sum_m w[m] row[e + m * step] for e < entries: one 1D pass along x.
+template <int N>
+inline void rowPass(const PetscScalar* __restrict row, PetscInt step, const double* w,
+                    PetscInt entries, double* __restrict out) {
+  const double w0 = w[0], w1 = w[1], w2 = N > 2 ? w[2] : 0.0, w3 = N > 3 ? w[3] : 0.0;
+  const PetscScalar *r0 = row, *r1 = row + step, *r2 = row + 2 * step, *r3 = row + 3 * step;
+  for (PetscInt e = 0; e < entries; ++e) {
+    double s = w0 * r0[e];
+    s += w1 * r1[e];
+    if constexpr (N > 2) {
+      s += w2 * r2[e];
+      s += w3 * r3[e];
+    }
+    out[e] = s;
+  }
+}
+
+/// out[e] = sum_b w[b] in[b][e] for e < entries: combines N rows (or planes) of partial sums.
+template <int N>
+inline void combine(const double* const* in, const double* w, PetscInt entries,
+                    double* __restrict out) {
+  const double* __restrict i0 = in[0], * __restrict i1 = in[1];
+  const double* __restrict i2 = N > 2 ? in[2] : in[0], * __restrict i3 = N > 3 ? in[3] : in[0];
+  const double w0 = w[0], w1 = w[1], w2 = N > 2 ? w[2] : 0.0, w3 = N > 3 ? w[3] : 0.0;
+  for (PetscInt e = 0; e < entries; ++e) {
+    double s = w0 * i0[e];
+    s += w1 * i1[e];
+    if constexpr (N > 2) {
+      s += w2 * i2[e];
+      s += w3 * i3[e];
+    }
+    out[e] = s;
+  }
+}
+
+/// The uniform tensor-product stencil applied separably: along x row by row, then the rows
+/// combined along y, then the planes along z, the partial sums held in rings of N rows and
+/// N planes (each row and plane of partial sums computed once).  The grid is swept in
+/// columns of kChunk entries along x, so that the rings stay in cache.  The sums are nested
+/// as in gatherAt (x innermost), so the result equals the per-point kernel's up to the
+/// weights.  `first` is the first node's shift per axis (in points), `w` the 1D weights.
+template <int N>
+void separableGather(const LocalArrayLayout& layout, const PetscInt* first, const double (*w)[4],
+                     const PetscScalar* local, PetscScalar* out) {
+  constexpr PetscInt kChunk = 8192;  // 64 KiB rows: the rings stay in L2
+  const int dim = layout.dim();
+  const PetscInt dof = layout.dof(), entries = layout.ownedSize(0) * dof;
+  const PetscInt nx0 = layout.ownedStart(0), ny = layout.ownedSize(1), nz = layout.ownedSize(2);
+  const PetscInt y0 = layout.ownedStart(1), z0 = layout.ownedStart(2);
+  auto slot = [](PetscInt index) { return ((index % N) + N) % N; };
+  std::vector<double> rows(static_cast<size_t>(N * kChunk));
+  std::vector<double> planes(dim > 2 ? static_cast<size_t>(N * ny * kChunk) : 0);
+  for (PetscInt e0 = 0; e0 < entries; e0 += kChunk) {
+    const PetscInt len = std::min(kChunk, entries - e0);
+    // Source row (j, k) from the first node along x on, at entry e0 of the column.
+    auto source = [&](PetscInt j, PetscInt k) {
+      return local + layout.arrayOffset(nx0 + first[0], dim > 1 ? j : 0, dim > 2 ? k : 0) + e0;
+    };
+    if (dim == 1) {
+      rowPass<N>(source(0, 0), dof, w[0], len, out + e0);
+      continue;
+    }
+    auto row = [&](PetscInt index) { return rows.data() + slot(index) * kChunk; };
+    // x-then-y sums of source plane k for every owned j, into row j of dst (stride `pitch`).
+    auto plane = [&](PetscInt k, double* dst, PetscInt pitch) {
+      PetscInt next = y0 + first[1];  // the next source row to pass along x
+      for (PetscInt j = y0; j < y0 + ny; ++j) {
+        for (; next < j + first[1] + N; ++next)
+          rowPass<N>(source(next, k), dof, w[0], len, row(next));
+        const double* in[4];
+        for (int b = 0; b < N; ++b) in[b] = row(j + first[1] + b);
+        combine<N>(in, w[1], len, dst + (j - y0) * pitch);
+      }
+    };
+    if (dim == 2) {
+      plane(0, out + e0, entries);
+      continue;
+    }
+    auto plane_at = [&](PetscInt index) { return planes.data() + slot(index) * ny * kChunk; };
+    PetscInt next = z0 + first[2];
+    for (PetscInt k = z0; k < z0 + nz; ++k) {
+      for (; next < k + first[2] + N; ++next) plane(next, plane_at(next), kChunk);
+      for (PetscInt j = 0; j < ny; ++j) {
+        const double* in[4];
+        for (int c = 0; c < N; ++c) in[c] = plane_at(k + first[2] + c) + j * kChunk;
+        combine<N>(in, w[2], len, out + ((k - z0) * ny + j) * entries + e0);
+      }
+    }
+  }
+}
+
+/// The transpose: local[e + O_n] += W_n values[e], node by node along every owned row.
+template <int K>
+void uniformScatterAdd(const LocalArrayLayout& layout, const std::vector<PetscInt>& offsets,
+                       const std::vector<double>& weights, const PetscScalar* values,
+                       PetscScalar* local) {
+  forEachOwnedRow(layout, [&](PetscInt row, PetscInt entries, PetscInt first) {
+    const PetscScalar* __restrict v = values + first;
+    for (int n = 0; n < K; ++n) {
+      PetscScalar* __restrict z = local + row + offsets[static_cast<size_t>(n)];
+      const double w = weights[static_cast<size_t>(n)];
+      for (PetscInt e = 0; e < entries; ++e) z[e] += w * v[e];
+    }
+  });
+}
+
+/// f(std::integral_constant<int, nodes^dim>) for a table's stencil shape.
+template <class F>
+void withNodeCount(int dim, Interpolation kind, F&& f) {
+  withStencilShape(dim, kind, [&](auto d, auto n) {
+    constexpr int D = decltype(d)::value, N = decltype(n)::value;
+    f(std::integral_constant < int, D == 1 ? N : (D == 2 ? N * N : N * N * N) > {});
+  });
+}
+
+}  // namespace
+
 void InterpolationTable::gather(const PetscScalar* local, PetscScalar* out) const {
+  if (uniform_) {
+    if (kind_ == Interpolation::Linear)
+      separableGather<2>(layout_, axis_first_, axis_weight_, local, out);
+    else
+      separableGather<4>(layout_, axis_first_, axis_weight_, local, out);
+    return;
+  }
   withStencilShape(dim_, kind_, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
     for (PetscInt p = 0; p < count_; ++p) {
@@ -190,7 +384,28 @@ void InterpolationTable::gather(const PetscScalar* local, PetscScalar* out) cons
   });
 }
 
+void InterpolationTable::transposeGather(const PetscScalar* w_local, PetscScalar* out) const {
+  if (!uniform_) throw std::logic_error("InterpolationTable::transposeGather: uniform tables only");
+  // (A^T w)_i = sum_m W_m w_{i - first - m}: node m of the mirror is node N - 1 - m.
+  PetscInt first[3] = {0, 0, 0};
+  double weight[3][4] = {};
+  for (int a = 0; a < dim_; ++a) {
+    first[a] = -(axis_first_[a] + nodes_ - 1);
+    for (int m = 0; m < nodes_; ++m) weight[a][m] = axis_weight_[a][nodes_ - 1 - m];
+  }
+  if (kind_ == Interpolation::Linear)
+    separableGather<2>(layout_, first, weight, w_local, out);
+  else
+    separableGather<4>(layout_, first, weight, w_local, out);
+}
+
 void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* local) const {
+  if (uniform_) {
+    withNodeCount(dim_, kind_, [&](auto k) {
+      uniformScatterAdd<decltype(k)::value>(layout_, offset_, weight_, values, local);
+    });
+    return;
+  }
   withStencilShape(dim_, kind_, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
     for (PetscInt p = 0; p < count_; ++p) {

@@ -6,9 +6,13 @@
 //
 // Everything that depends on the velocity (upwind coefficients, departure points and their
 // interpolation weights) is computed once, in the constructor; an apply is a ghost exchange
-// plus a sweep over precomputed stencils.  Results do not depend on the number of ranks:
-// each output value is summed in a fixed order from the same inputs; transposes sum ghost
-// contributions across ranks, which changes round-off only.
+// plus a sweep over precomputed stencils.  A constant velocity (on a periodic grid, for the
+// semi-Lagrangian and MacCormack steps) makes every point's stencil the same: then one
+// stencil is kept and applied as a constant-coefficient sweep (upwind: StarStencil;
+// interpolation: a separable sweep, InterpolationTable::uniform), with no tables at all.
+// Results do not depend on the number of ranks: each output value is summed in a fixed
+// order from the same inputs; transposes sum ghost contributions across ranks, which
+// changes round-off only.
 //
 // What is exact and what is approximate:
 //   upwind, semi-Lagrangian: linear; jvp = forward, vjp = the exact transpose (scatter-add);
@@ -149,6 +153,11 @@ class SemiLagrangianAdvectionStep final : public Step {
   double cfl() const { return cfl_; }
   /// The ghost width the interpolation stencils need (<= the grid's stencil width).
   PetscInt requiredGhostWidth() const { return required_width_; }
+  /// True when every departure point lies at the same displacement from its node (a
+  /// constant velocity on a periodic grid, up to the round-off of index coordinates): then
+  /// one stencil serves all points and the step runs as a separable stencil sweep (the
+  /// same for the reverse-velocity step).
+  bool usesUniformStencil() const { return departure_->isUniform(); }
   PetscInt lastInverseIterations() const;
 
  private:
@@ -209,6 +218,9 @@ class MacCormackAdvectionStep final : public Step {
   double dt() const { return dt_; }
   double cfl() const { return cfl_; }
   PetscInt requiredGhostWidth() const { return required_width_; }
+  /// As SemiLagrangianAdvectionStep::usesUniformStencil (then the limiter reads its bounds
+  /// at fixed offsets as well).
+  bool usesUniformStencil() const { return departure_->isUniform(); }
   /// Values clamped by the limiter at the last linearisation point (global count;
   /// collective).
   PetscInt clampedAtLinearisation() const;
@@ -226,6 +238,15 @@ class MacCormackAdvectionStep final : public Step {
   /// clamping pattern in `active`.
   void apply(const InterpolationTable& ahead, const InterpolationTable& back, Vec x, Vec y,
              std::vector<PetscInt>& active);
+  /// The limiter of apply(): y = the corrected value c = tilde + (x - hat) / 2 clamped to
+  /// the bounds of the node values of x (local array xl) at the departure points of
+  /// `ahead`, per-point or uniform table.
+  void limitPerPoint(const InterpolationTable& ahead, const PetscScalar* x,
+                     const PetscScalar* tilde, const PetscScalar* hat, const PetscScalar* xl,
+                     PetscScalar* y, std::vector<PetscInt>& active) const;
+  void limitUniform(const InterpolationTable& ahead, const PetscScalar* x, const PetscScalar* tilde,
+                    const PetscScalar* hat, const PetscScalar* xl, PetscScalar* y,
+                    std::vector<PetscInt>& active) const;
   void linearise(Vec x);
   void tangent(Vec dx, Vec dy);
   void adjoint(Vec w, Vec wx);

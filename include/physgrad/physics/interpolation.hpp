@@ -35,6 +35,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -279,7 +280,7 @@ struct StencilBlock {
       PetscInt first[B];
       int fast[B];
       for (int b = 0; b < B; ++b) {
-        const bool sane = std::abs(q[a][b]) < 1e12;  // false for NaN: the general builder
+        const bool sane = std::isless(std::abs(q[a][b]), 1e12);  // NaN: the general builder
         qs[b] = sane ? q[a][b] : static_cast<double>(home[a] + (a == 0 ? b : 0));
         fast[b] = sane;
       }
@@ -689,12 +690,24 @@ void withStencilShape(int dim, Interpolation kind, F&& f) {
 /// Precomputed stencils, one per owned point of a grid (in forEachOwned order), for
 /// interpolation points that do not change between applies (the departure points of a
 /// given velocity).  Memory: dim * nodesPerAxis * 16 bytes per point (3D cubic: 192 B).
+///
+/// A uniform table (InterpolationTable::uniform) holds one stencil for all points instead:
+/// the interpolation point of every point lies at the same displacement from it (a constant
+/// velocity on a periodic grid).  Its gather and scatterAdd are sweeps of a constant
+/// stencil along the grid rows, which vectorize and need no per-point memory; they sum in
+/// a different order than a per-point table would, so results agree to round-off.
 class InterpolationTable {
  public:
   /// `points` holds dim index coordinates per owned point; the result at owned point p is
   /// interpolated at points[p * dim ...].  Not collective.
   InterpolationTable(const LocalArrayLayout& layout, Interpolation kind,
                      const std::vector<double>& points);
+  /// The table whose interpolation point for every owned point i is i + displacement (index
+  /// units, per used axis).  Only for periodic grids, where every stencil node carries data
+  /// (throws std::logic_error otherwise).  Not collective.
+  static std::unique_ptr<InterpolationTable> uniform(const LocalArrayLayout& layout,
+                                                     Interpolation kind,
+                                                     const std::array<double, 3>& displacement);
 
   Interpolation kind() const { return kind_; }
   int dim() const { return dim_; }
@@ -703,23 +716,46 @@ class InterpolationTable {
   /// Largest stencil reach on this rank; the table is valid iff it is <= the ghost width
   /// (check it collectively before applying).
   PetscInt reach() const { return reach_; }
+  bool isUniform() const { return uniform_; }
 
   /// out[p * dof + c] = component c interpolated at point p, from a local array with
   /// valid corner ghosts.
   void gather(const PetscScalar* local, PetscScalar* out) const;
   /// local[...] += the transpose of gather applied to values (the caller zeroes local and
   /// sums the ghost contributions into their owners, CornerGhostExchange::addLocalToGlobal).
+  /// values and local must not overlap.
   void scatterAdd(const PetscScalar* values, PetscScalar* local) const;
 
-  /// Stencil of point p: [dim][nodes] offsets / weights, and dim inside bitmasks.
+  /// Uniform tables only: out = the transpose of gather applied to w, computed as a gather
+  /// of the mirrored stencil from a local array of w with its ghosts (periodic images), so
+  /// that no ghost contributions need summing afterwards.  The same sums as scatterAdd
+  /// followed by the ghost sum, in a different order.
+  void transposeGather(const PetscScalar* w_local, PetscScalar* out) const;
+
+  /// Per-point tables: the stencil of point p, [dim][nodes] offsets / weights, and dim
+  /// inside bitmasks.
   const PetscInt* offsets(PetscInt p) const { return &offset_[p * dim_ * nodes_]; }
   const double* weights(PetscInt p) const { return &weight_[p * dim_ * nodes_]; }
   const std::uint8_t* inside(PetscInt p) const { return &inside_[p * dim_]; }
+  /// Uniform tables: the nodes^dim nodes of the one stencil (x fastest, the order of
+  /// nodeRangeAt), as array offsets from the home point, and their weights (products of
+  /// the 1D weights).
+  const std::vector<PetscInt>& uniformOffsets() const { return offset_; }
+  const std::vector<double>& uniformWeights() const { return weight_; }
+  const LocalArrayLayout& layout() const { return layout_; }
 
  private:
+  InterpolationTable(const LocalArrayLayout& layout, Interpolation kind);
+
+  LocalArrayLayout layout_;
   Interpolation kind_;
   int dim_, nodes_;
   PetscInt dof_, count_, reach_ = 0;
+  bool uniform_ = false;
+  // Uniform tables: per axis the first node's shift from the home point (in points) and
+  // the 1D weights.
+  PetscInt axis_first_[3] = {0, 0, 0};
+  double axis_weight_[3][4] = {};
   std::vector<PetscInt> offset_;
   std::vector<double> weight_;
   std::vector<std::uint8_t> inside_;
