@@ -1,11 +1,17 @@
 #include "physgrad/physics/interpolation.hpp"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 
 #include "physgrad/core/error.hpp"
+#include "streaming.hpp"
 
 namespace physgrad {
 
@@ -284,6 +290,36 @@ inline void combine(const double* const* in, const double* w, PetscInt entries,
   }
 }
 
+/// combine<N> with non-temporal stores of whole cache lines (see StarStencil): the same
+/// products and sums, in the same order, so the results are identical.
+template <int N>
+void combineStreaming(const double* const* in, const double* w, PetscInt entries,
+                      double* __restrict out) {
+#if defined(__AVX512F__)
+  PetscInt head = 0;
+  while (head < entries && (reinterpret_cast<std::uintptr_t>(out + head) & 63) != 0) ++head;
+  combine<N>(in, w, head, out);
+  const __m512d w0 = _mm512_set1_pd(w[0]), w1 = _mm512_set1_pd(w[1]);
+  const __m512d w2 = _mm512_set1_pd(N > 2 ? w[2] : 0.0), w3 = _mm512_set1_pd(N > 3 ? w[3] : 0.0);
+  PetscInt e = head;
+  for (; e + 8 <= entries; e += 8) {
+    // Multiply, then add (no fused multiply-add): as combine<N> compiles without contraction.
+    __m512d s = _mm512_mul_pd(w0, _mm512_loadu_pd(in[0] + e));
+    s = _mm512_add_pd(s, _mm512_mul_pd(w1, _mm512_loadu_pd(in[1] + e)));
+    if constexpr (N > 2) {
+      s = _mm512_add_pd(s, _mm512_mul_pd(w2, _mm512_loadu_pd(in[2] + e)));
+      s = _mm512_add_pd(s, _mm512_mul_pd(w3, _mm512_loadu_pd(in[3] + e)));
+    }
+    _mm512_stream_pd(out + e, s);
+  }
+  const double* rest[4];
+  for (int b = 0; b < N; ++b) rest[b] = in[b] + e;
+  combine<N>(rest, w, entries - e, out + e);
+#else
+  combine<N>(in, w, entries, out);
+#endif
+}
+
 /// The uniform tensor-product stencil applied separably: along x row by row, then the rows
 /// combined along y, then the planes along z, the partial sums held in rings of N rows and
 /// N planes (each row and plane of partial sums computed once).  The grid is swept in
@@ -301,6 +337,14 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
   auto slot = [](PetscInt index) { return ((index % N) + N) % N; };
   std::vector<double> rows(static_cast<size_t>(N * kChunk));
   std::vector<double> planes(dim > 2 ? static_cast<size_t>(N * ny * kChunk) : 0);
+  const bool stream =
+      detail::streamingWorthIt(static_cast<std::size_t>(entries * ny * nz) * sizeof(PetscScalar));
+  auto finish = [&](const double* const* in, const double* weights, PetscInt n, double* dst) {
+    if (stream)
+      combineStreaming<N>(in, weights, n, dst);
+    else
+      combine<N>(in, weights, n, dst);
+  };
   for (PetscInt e0 = 0; e0 < entries; e0 += kChunk) {
     const PetscInt len = std::min(kChunk, entries - e0);
     // Source row (j, k) from the first node along x on, at entry e0 of the column.
@@ -313,31 +357,37 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
     }
     auto row = [&](PetscInt index) { return rows.data() + slot(index) * kChunk; };
     // x-then-y sums of source plane k for every owned j, into row j of dst (stride `pitch`).
-    auto plane = [&](PetscInt k, double* dst, PetscInt pitch) {
+    auto plane = [&](PetscInt k, double* dst, PetscInt pitch, bool output) {
       PetscInt next = y0 + first[1];  // the next source row to pass along x
       for (PetscInt j = y0; j < y0 + ny; ++j) {
         for (; next < j + first[1] + N; ++next)
           rowPass<N>(source(next, k), dof, w[0], len, row(next));
         const double* in[4];
         for (int b = 0; b < N; ++b) in[b] = row(j + first[1] + b);
-        combine<N>(in, w[1], len, dst + (j - y0) * pitch);
+        if (output)
+          finish(in, w[1], len, dst + (j - y0) * pitch);
+        else
+          combine<N>(in, w[1], len, dst + (j - y0) * pitch);
       }
     };
     if (dim == 2) {
-      plane(0, out + e0, entries);
+      plane(0, out + e0, entries, true);
       continue;
     }
     auto plane_at = [&](PetscInt index) { return planes.data() + slot(index) * ny * kChunk; };
     PetscInt next = z0 + first[2];
     for (PetscInt k = z0; k < z0 + nz; ++k) {
-      for (; next < k + first[2] + N; ++next) plane(next, plane_at(next), kChunk);
+      for (; next < k + first[2] + N; ++next) plane(next, plane_at(next), kChunk, false);
       for (PetscInt j = 0; j < ny; ++j) {
         const double* in[4];
         for (int c = 0; c < N; ++c) in[c] = plane_at(k + first[2] + c) + j * kChunk;
-        combine<N>(in, w[2], len, out + ((k - z0) * ny + j) * entries + e0);
+        finish(in, w[2], len, out + ((k - z0) * ny + j) * entries + e0);
       }
     }
   }
+#if defined(__AVX512F__)
+  if (stream) _mm_sfence();  // the streamed stores before anything that reads out
+#endif
 }
 
 /// The transpose: local[e + O_n] += W_n values[e], node by node along every owned row.

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "physgrad/core/error.hpp"
+#include "streaming.hpp"
 
 namespace physgrad {
 namespace {
@@ -163,17 +164,21 @@ std::size_t lastLevelCacheBytes() {
 
 StreamingStores g_streaming = StreamingStores::Auto;
 
+}  // namespace
+
 // Streaming stores pay off once the output alone no longer fits the last-level cache.
-bool streamingWorthIt(std::size_t output_bytes) {
+bool detail::streamingWorthIt(std::size_t output_bytes) {
   if (!kHaveStreamingStores || g_streaming == StreamingStores::Never) return false;
   return g_streaming == StreamingStores::Always || output_bytes > lastLevelCacheBytes();
 }
 
+namespace {
+
 template <int D, bool Sym>
 void stencilKernel(const Grid& grid, const PetscScalar* xg, const PetscScalar* xl, PetscScalar* y,
                    const Coefficients& coef) {
-  const bool stream = streamingWorthIt(static_cast<std::size_t>(grid.owned().count() * grid.dof()) *
-                                       sizeof(PetscScalar));
+  const bool stream = detail::streamingWorthIt(
+      static_cast<std::size_t>(grid.owned().count() * grid.dof()) * sizeof(PetscScalar));
   const IndexBox& o = grid.owned();
   const IndexBox& g = grid.ghosted();
   const PetscInt dof = grid.dof();

@@ -186,8 +186,10 @@ class SemiLagrangianAdvectionStep final : public Step {
 ///     bound (the first such node in stencil order on ties), or 0 for an exterior node.
 /// Boundaries between the pieces (c_i equal to a bound, or ties between node values) are
 /// a set of measure zero; there the one-sided derivative above is used (equality counts as
-/// unclamped).  jvp / vjp linearise at x (cached: repeated calls at the same x cost one
-/// comparison), and vjp is the exact transpose of jvp.
+/// unclamped).  jvp / vjp linearise at x, and vjp is the exact transpose of jvp.  The
+/// linearisation is cached per Vec: jvp / vjp at the Vec last passed to forward(), unmodified
+/// since, reuse its clamping pattern; any other Vec (even with equal values) is linearised
+/// afresh.
 class MacCormackAdvectionStep final : public Step {
  public:
   MacCormackAdvectionStep(const Grid& grid, const VelocityField& velocity, double dt,
@@ -263,7 +265,7 @@ class MacCormackAdvectionStep final : public Step {
   std::unique_ptr<InterpolationTable> departure_, reverse_departure_;
   OwnedVec local_a_, local_b_, work_a_, work_b_, work_c_;
   std::vector<PetscInt> active_, scratch_active_;
-  OwnedVec linearised_at_;  // a copy of the input of the last forward()
+  VecStamp linearised_at_;  // the input of the last forward() (which active_ belongs to)
   bool linearised_ = false;
   VecStamp restored_at_;  // the Vec a restored record belongs to
   bool restored_ = false;
