@@ -577,6 +577,20 @@ std::string SemiLagrangianAdvectionStep::name() const {
 }
 
 void SemiLagrangianAdvectionStep::interpolate(const InterpolationTable& table, Vec x, Vec y) {
+  if (table.isUniform()) {
+    // Owned values straight from x, only the ghosts copied: no copy of the whole field.
+    exchange_.ghostsToLocal(x, local_);
+    const PetscScalar *xa = nullptr, *xl = nullptr;
+    PetscScalar* ya = nullptr;
+    PG_CALL(VecGetArrayRead(x, &xa));
+    PG_CALL(VecGetArrayRead(local_, &xl));
+    PG_CALL(VecGetArray(y, &ya));
+    table.gatherSplit(xa, xl, ya);
+    PG_CALL(VecRestoreArray(y, &ya));
+    PG_CALL(VecRestoreArrayRead(local_, &xl));
+    PG_CALL(VecRestoreArrayRead(x, &xa));
+    return;
+  }
   exchange_.globalToLocal(x, local_);
   const PetscScalar* xl = nullptr;
   PetscScalar* ya = nullptr;
@@ -593,15 +607,17 @@ void SemiLagrangianAdvectionStep::jvp(Vec, Vec dx, Vec dy) { interpolate(*depart
 
 void SemiLagrangianAdvectionStep::vjp(Vec, Vec w, Vec wx) {
   if (departure_->isUniform()) {
-    // The mirrored stencil gathered from w's ghosts: no scatter, no ghost sum.
-    exchange_.globalToLocal(w, local_);
-    const PetscScalar* wl = nullptr;
+    // The mirrored stencil gathered from w and its ghosts: no scatter, no ghost sum.
+    exchange_.ghostsToLocal(w, local_);
+    const PetscScalar *wa = nullptr, *wl = nullptr;
     PetscScalar* out = nullptr;
+    PG_CALL(VecGetArrayRead(w, &wa));
     PG_CALL(VecGetArrayRead(local_, &wl));
     PG_CALL(VecGetArray(wx, &out));
-    departure_->transposeGather(wl, out);
+    departure_->transposeGatherSplit(wa, wl, out);
     PG_CALL(VecRestoreArray(wx, &out));
     PG_CALL(VecRestoreArrayRead(local_, &wl));
+    PG_CALL(VecRestoreArrayRead(w, &wa));
     return;
   }
   PG_CALL(VecSet(local_, 0.0));
@@ -876,6 +892,10 @@ void MacCormackAdvectionStep::tangent(Vec dx, Vec dy) {
 void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
   // J = M (A + I/2 - B A / 2) + P  (M: unclamped rows, P: selection of the active node), so
   // J^T w = A^T (u - B^T u / 2) + u / 2 + P^T w  with  u = M w.
+  if (departure_->isUniform() && reverse_departure_->isUniform()) {
+    adjointUniform(w, wx);
+    return;
+  }
   const PetscScalar* wa = nullptr;
   PetscScalar* u = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
@@ -904,6 +924,51 @@ void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
   PG_CALL(VecRestoreArrayRead(w, &wa));
   PG_CALL(VecSet(wx, 0.0));
   exchange_.addLocalToGlobal(local_a_, wx);
+  PG_CALL(VecAXPY(wx, 0.5, work_a_));
+}
+
+void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
+  // As adjoint(), with A^T and B^T as gathers of the mirrored stencils (no scatter-add, no
+  // ghost sum); only P^T w, which lands on arbitrary nodes, goes through the ghost exchange.
+  const PetscScalar* wa = nullptr;
+  PetscScalar* u = nullptr;
+  PG_CALL(VecGetArrayRead(w, &wa));
+  PG_CALL(VecGetArray(work_a_, &u));
+  for (size_t e = 0; e < active_.size(); ++e) u[e] = active_[e] == kUnclamped ? wa[e] : 0.0;
+  PG_CALL(VecRestoreArray(work_a_, &u));
+  // work_b_ = u - B^T u / 2
+  exchange_.ghostsToLocal(work_a_, local_b_);
+  const PetscScalar *ua = nullptr, *lb = nullptr;
+  PetscScalar* r = nullptr;
+  PG_CALL(VecGetArrayRead(work_a_, &ua));
+  PG_CALL(VecGetArrayRead(local_b_, &lb));
+  PG_CALL(VecGetArray(work_b_, &r));
+  reverse_departure_->transposeGatherSplit(ua, lb, r);
+  for (size_t e = 0; e < active_.size(); ++e) r[e] = ua[e] - 0.5 * r[e];
+  PG_CALL(VecRestoreArray(work_b_, &r));
+  PG_CALL(VecRestoreArrayRead(local_b_, &lb));
+  PG_CALL(VecRestoreArrayRead(work_a_, &ua));
+  // wx = A^T (u - B^T u / 2)
+  exchange_.ghostsToLocal(work_b_, local_a_);
+  const PetscScalar *ra = nullptr, *la = nullptr;
+  PetscScalar* out = nullptr;
+  PG_CALL(VecGetArrayRead(work_b_, &ra));
+  PG_CALL(VecGetArrayRead(local_a_, &la));
+  PG_CALL(VecGetArray(wx, &out));
+  departure_->transposeGatherSplit(ra, la, out);
+  PG_CALL(VecRestoreArray(wx, &out));
+  PG_CALL(VecRestoreArrayRead(local_a_, &la));
+  PG_CALL(VecRestoreArrayRead(work_b_, &ra));
+  // + P^T w, then + u / 2
+  PG_CALL(VecSet(local_b_, 0.0));
+  PetscScalar* pl = nullptr;
+  PG_CALL(VecGetArray(local_b_, &pl));
+  for (size_t e = 0; e < active_.size(); ++e) {
+    if (active_[e] >= 0) pl[active_[e]] += wa[e];
+  }
+  PG_CALL(VecRestoreArray(local_b_, &pl));
+  PG_CALL(VecRestoreArrayRead(w, &wa));
+  exchange_.addLocalToGlobal(local_b_, wx);
   PG_CALL(VecAXPY(wx, 0.5, work_a_));
 }
 

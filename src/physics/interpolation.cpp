@@ -99,6 +99,48 @@ void CornerGhostExchange::globalToLocal(Vec global, Vec local) const {
   PG_CALL(DMGlobalToLocalEnd(box_, global, INSERT_VALUES, local));
 }
 
+void CornerGhostExchange::ghostsToLocal(Vec global, Vec local) const {
+  if (!ghost_scatter_) {
+    // Every ghost entry of the local array and the global (PETSc-ordered) index it
+    // mirrors; entries outside a Dirichlet domain map to a negative index and stay zero.
+    PetscInt xs, ys, zs, xm, ym, zm, gxs, gys, gzs, gxm, gym, gzm, dof;
+    PG_CALL(DMDAGetCorners(box_, &xs, &ys, &zs, &xm, &ym, &zm));
+    PG_CALL(DMDAGetGhostCorners(box_, &gxs, &gys, &gzs, &gxm, &gym, &gzm));
+    PG_CALL(DMDAGetInfo(box_, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &dof,
+                        nullptr, nullptr, nullptr, nullptr, nullptr));
+    std::vector<PetscInt> local_index, global_index;
+    for (PetscInt k = gzs; k < gzs + gzm; ++k)
+      for (PetscInt j = gys; j < gys + gym; ++j)
+        for (PetscInt i = gxs; i < gxs + gxm; ++i) {
+          const bool owned =
+              i >= xs && i < xs + xm && j >= ys && j < ys + ym && k >= zs && k < zs + zm;
+          if (owned) continue;
+          const PetscInt base = (((k - gzs) * gym + (j - gys)) * gxm + (i - gxs)) * dof;
+          for (PetscInt c = 0; c < dof; ++c) local_index.push_back(base + c);
+        }
+    global_index.resize(local_index.size());
+    ISLocalToGlobalMapping map = nullptr;
+    PG_CALL(DMGetLocalToGlobalMapping(box_, &map));
+    PG_CALL(ISLocalToGlobalMappingApply(map, static_cast<PetscInt>(local_index.size()),
+                                        local_index.data(), global_index.data()));
+    size_t kept = 0;
+    for (size_t t = 0; t < local_index.size(); ++t) {
+      if (global_index[t] < 0) continue;
+      local_index[kept] = local_index[t];
+      global_index[kept] = global_index[t];
+      ++kept;
+    }
+    Handle<IS, ISDestroy> from, to;
+    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), global_index.data(),
+                            PETSC_COPY_VALUES, from.out()));
+    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), local_index.data(),
+                            PETSC_COPY_VALUES, to.out()));
+    PG_CALL(VecScatterCreate(global, from, local, to, ghost_scatter_.out()));
+  }
+  PG_CALL(VecScatterBegin(ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
+  PG_CALL(VecScatterEnd(ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
+}
+
 void CornerGhostExchange::addLocalToGlobal(Vec local, Vec global) const {
   PG_CALL(DMLocalToGlobalBegin(box_, local, ADD_VALUES, global));
   PG_CALL(DMLocalToGlobalEnd(box_, local, ADD_VALUES, global));
@@ -255,23 +297,6 @@ void forEachOwnedRow(const LocalArrayLayout& layout, F&& f) {
   }
 }
 
-/// out[e] = sum_m w[m] row[e + m * step] for e < entries: one 1D pass along x.
-template <int N>
-inline void rowPass(const PetscScalar* __restrict row, PetscInt step, const double* w,
-                    PetscInt entries, double* __restrict out) {
-  const double w0 = w[0], w1 = w[1], w2 = N > 2 ? w[2] : 0.0, w3 = N > 3 ? w[3] : 0.0;
-  const PetscScalar *r0 = row, *r1 = row + step, *r2 = row + 2 * step, *r3 = row + 3 * step;
-  for (PetscInt e = 0; e < entries; ++e) {
-    double s = w0 * r0[e];
-    s += w1 * r1[e];
-    if constexpr (N > 2) {
-      s += w2 * r2[e];
-      s += w3 * r3[e];
-    }
-    out[e] = s;
-  }
-}
-
 /// out[e] = sum_b w[b] in[b][e] for e < entries: combines N rows (or planes) of partial sums.
 template <int N>
 inline void combine(const double* const* in, const double* w, PetscInt entries,
@@ -288,6 +313,14 @@ inline void combine(const double* const* in, const double* w, PetscInt entries,
     }
     out[e] = s;
   }
+}
+
+/// out[e] = sum_m w[m] row[e + m * step] for e < entries: one 1D pass along x.
+template <int N>
+inline void rowPass(const PetscScalar* row, PetscInt step, const double* w, PetscInt entries,
+                    double* __restrict out) {
+  const double* in[4] = {row, row + step, row + 2 * step, row + 3 * step};
+  combine<N>(in, w, entries, out);
 }
 
 /// combine<N> with non-temporal stores of whole cache lines (see StarStencil): the same
@@ -326,9 +359,13 @@ void combineStreaming(const double* const* in, const double* w, PetscInt entries
 /// columns of kChunk entries along x, so that the rings stay in cache.  The sums are nested
 /// as in gatherAt (x innermost), so the result equals the per-point kernel's up to the
 /// weights.  `first` is the first node's shift per axis (in points), `w` the 1D weights.
+///
+/// With `owned` non-null, the values of owned points come from it (the global Vec's array)
+/// and `local` need hold only the ghosts: each owned source row is assembled, with its two
+/// ghost ends, in a scratch row (in cache) before its pass along x.
 template <int N>
 void separableGather(const LocalArrayLayout& layout, const PetscInt* first, const double (*w)[4],
-                     const PetscScalar* local, PetscScalar* out) {
+                     const PetscScalar* owned, const PetscScalar* local, PetscScalar* out) {
   constexpr PetscInt kChunk = 8192;  // 64 KiB rows: the rings stay in L2
   const int dim = layout.dim();
   const PetscInt dof = layout.dof(), entries = layout.ownedSize(0) * dof;
@@ -336,6 +373,10 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
   const PetscInt y0 = layout.ownedStart(1), z0 = layout.ownedStart(2);
   auto slot = [](PetscInt index) { return ((index % N) + N) % N; };
   std::vector<double> rows(static_cast<size_t>(N * kChunk));
+  // Scratch for an owned source row: the chunk's entries and the ghost width on each side.
+  const PetscInt halo = layout.ghostWidth() * dof;
+  std::vector<double> assembled(owned ? static_cast<size_t>(kChunk + 2 * halo) : 0);
+  const PetscInt y_end = y0 + ny, z_end = z0 + nz;
   std::vector<double> planes(dim > 2 ? static_cast<size_t>(N * ny * kChunk) : 0);
   const bool stream =
       detail::streamingWorthIt(static_cast<std::size_t>(entries * ny * nz) * sizeof(PetscScalar));
@@ -348,8 +389,23 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
   for (PetscInt e0 = 0; e0 < entries; e0 += kChunk) {
     const PetscInt len = std::min(kChunk, entries - e0);
     // Source row (j, k) from the first node along x on, at entry e0 of the column.
-    auto source = [&](PetscInt j, PetscInt k) {
-      return local + layout.arrayOffset(nx0 + first[0], dim > 1 ? j : 0, dim > 2 ? k : 0) + e0;
+    auto source = [&](PetscInt j, PetscInt k) -> const PetscScalar* {
+      const PetscInt jj = dim > 1 ? j : 0, kk = dim > 2 ? k : 0;
+      const PetscScalar* ghosted = local + layout.arrayOffset(nx0, jj, kk) + e0;
+      const bool owned_row =
+          owned && (dim < 2 || (jj >= y0 && jj < y_end)) && (dim < 3 || (kk >= z0 && kk < z_end));
+      if (!owned_row) return ghosted + first[0] * dof;
+      // [e0 - halo, e0 + len + halo): ghost ends from local where they lie outside the
+      // owned row, everything else from the owned array.
+      const PetscScalar* row =
+          owned + ((kk - (dim > 2 ? z0 : 0)) * ny + (jj - (dim > 1 ? y0 : 0))) * entries;
+      const PetscInt a0 = e0 - halo, a1 = e0 + len + halo;  // row entries [a0, a1)
+      const PetscInt b0 = std::max<PetscInt>(a0, 0), b1 = std::min(a1, entries);
+      double* dst = assembled.data();
+      for (PetscInt at = a0; at < b0; ++at) dst[at - a0] = ghosted[at - e0];
+      std::copy(row + b0, row + b1, dst + (b0 - a0));
+      for (PetscInt at = b1; at < a1; ++at) dst[at - a0] = ghosted[at - e0];
+      return dst + halo + first[0] * dof;
     };
     if (dim == 1) {
       rowPass<N>(source(0, 0), dof, w[0], len, out + e0);
@@ -419,9 +475,9 @@ void withNodeCount(int dim, Interpolation kind, F&& f) {
 void InterpolationTable::gather(const PetscScalar* local, PetscScalar* out) const {
   if (uniform_) {
     if (kind_ == Interpolation::Linear)
-      separableGather<2>(layout_, axis_first_, axis_weight_, local, out);
+      separableGather<2>(layout_, axis_first_, axis_weight_, nullptr, local, out);
     else
-      separableGather<4>(layout_, axis_first_, axis_weight_, local, out);
+      separableGather<4>(layout_, axis_first_, axis_weight_, nullptr, local, out);
     return;
   }
   withStencilShape(dim_, kind_, [&](auto d, auto n) {
@@ -435,6 +491,20 @@ void InterpolationTable::gather(const PetscScalar* local, PetscScalar* out) cons
 }
 
 void InterpolationTable::transposeGather(const PetscScalar* w_local, PetscScalar* out) const {
+  transposeGatherSplit(nullptr, w_local, out);
+}
+
+void InterpolationTable::gatherSplit(const PetscScalar* owned, const PetscScalar* local,
+                                     PetscScalar* out) const {
+  if (!uniform_) throw std::logic_error("InterpolationTable::gatherSplit: uniform tables only");
+  if (kind_ == Interpolation::Linear)
+    separableGather<2>(layout_, axis_first_, axis_weight_, owned, local, out);
+  else
+    separableGather<4>(layout_, axis_first_, axis_weight_, owned, local, out);
+}
+
+void InterpolationTable::transposeGatherSplit(const PetscScalar* owned, const PetscScalar* w_local,
+                                              PetscScalar* out) const {
   if (!uniform_) throw std::logic_error("InterpolationTable::transposeGather: uniform tables only");
   // (A^T w)_i = sum_m W_m w_{i - first - m}: node m of the mirror is node N - 1 - m.
   PetscInt first[3] = {0, 0, 0};
@@ -444,9 +514,9 @@ void InterpolationTable::transposeGather(const PetscScalar* w_local, PetscScalar
     for (int m = 0; m < nodes_; ++m) weight[a][m] = axis_weight_[a][nodes_ - 1 - m];
   }
   if (kind_ == Interpolation::Linear)
-    separableGather<2>(layout_, first, weight, w_local, out);
+    separableGather<2>(layout_, first, weight, owned, w_local, out);
   else
-    separableGather<4>(layout_, first, weight, w_local, out);
+    separableGather<4>(layout_, first, weight, owned, w_local, out);
 }
 
 void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* local) const {

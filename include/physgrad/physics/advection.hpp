@@ -252,6 +252,7 @@ class MacCormackAdvectionStep final : public Step {
   void linearise(Vec x);
   void tangent(Vec dx, Vec dy);
   void adjoint(Vec w, Vec wx);
+  void adjointUniform(Vec w, Vec wx);
   void reverseLinear(Vec y, Vec x);
   /// out = table applied to `in`, through the ghosted scratch vector `local`.
   void gatherThrough(const InterpolationTable& table, Vec in, Vec local, Vec out);

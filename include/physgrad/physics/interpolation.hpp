@@ -152,6 +152,10 @@ class CornerGhostExchange {
   OwnedVec createLocal() const;
   /// local <- global, all ghosts including corners.
   void globalToLocal(Vec global, Vec local) const;
+  /// The ghost entries of local (corners and periodic images included) from global, and
+  /// nothing else: the owned entries of local are left as they were.  For kernels that
+  /// read owned values from the global Vec itself, saving the copy of the whole field.
+  void ghostsToLocal(Vec global, Vec local) const;
   /// global += every entry of local (owned and ghost) added into its owner: the exact
   /// transpose of globalToLocal.  Boundary ghosts of zero-Dirichlet grids are dropped.
   void addLocalToGlobal(Vec local, Vec global) const;
@@ -159,6 +163,7 @@ class CornerGhostExchange {
 
  private:
   OwnedDM box_;
+  mutable Handle<VecScatter, VecScatterDestroy> ghost_scatter_;  // built on first use
 };
 
 namespace detail {
@@ -611,43 +616,7 @@ inline void scatterAddAndGradientAtComponents(const PetscInt* offset, const doub
   if constexpr (D != 2) {
     scatterAddAtComponents<D, N, C, S>(offset, weight, value, z);
     gradientAtComponents<D, N, C, S>(offset, weight, slope, a, grad);
-  } else if constexpr (C == 2) {
-    // The general branch below with both components at once: the same operations in the
-    // same order (GCC 12 leaves the loops over c scalar).
-    using detail::Pair;
-    PetscInt ox[N];
-    double wx[N], sx[N];
-    for (int m = 0; m < N; ++m) {
-      ox[m] = offset[m * S];
-      wx[m] = weight[m * S];
-      sx[m] = slope[m * S];
-    }
-    const Pair val = {value[0], value[1]};
-    Pair gx = {0.0, 0.0}, gy = {0.0, 0.0};
-    for (int b = 0; b < N; ++b) {
-      const PetscScalar* row = a + offset[(N + b) * S];
-      PetscScalar* zrow = z + offset[(N + b) * S];
-      const double wy = weight[(N + b) * S], sy = slope[(N + b) * S];
-      Pair v[N];
-      for (int m = 0; m < N; ++m) v[m] = detail::loadPair(row + ox[m]);
-      const Pair vb = wy * val;
-      Pair r = {0.0, 0.0}, rx = {0.0, 0.0};
-      for (int m = 0; m < N; ++m) {
-        r += wx[m] * v[m];
-        rx += sx[m] * v[m];
-      }
-      for (int m = 0; m < N; ++m)
-        detail::storePair(zrow + ox[m], detail::loadPair(zrow + ox[m]) + wx[m] * vb);
-      gx += wy * rx;
-      gy += sy * r;
-    }
-    grad[0] = gx[0];
-    grad[1] = gy[0];
-    grad[2] = gx[1];
-    grad[3] = gy[1];
   } else {
-    // Every load before the first store (z and a do not overlap, but the compiler cannot
-    // know), so that the C components of a node move as one vector.
     PetscInt ox[N];
     double wx[N], sx[N];
     for (int m = 0; m < N; ++m) {
@@ -655,31 +624,58 @@ inline void scatterAddAndGradientAtComponents(const PetscInt* offset, const doub
       wx[m] = weight[m * S];
       sx[m] = slope[m * S];
     }
-    double gx[C] = {}, gy[C] = {};
-    for (int b = 0; b < N; ++b) {
-      const PetscScalar* row = a + offset[(N + b) * S];
-      PetscScalar* zrow = z + offset[(N + b) * S];
-      const double wy = weight[(N + b) * S], sy = slope[(N + b) * S];
-      double v[N][C], r[C] = {}, rx[C] = {}, vb[C];
-      for (int m = 0; m < N; ++m)
-        for (int c = 0; c < C; ++c) v[m][c] = row[ox[m] + c];
-      for (int c = 0; c < C; ++c) vb[c] = wy * value[c];
-      for (int m = 0; m < N; ++m) {
+    if constexpr (C == 2) {
+      // Both components of a node as one vector value (GCC 12 leaves the loops over c of
+      // the general branch scalar): the same operations in the same order.
+      using detail::Pair;
+      const Pair val = {value[0], value[1]};
+      Pair gx = {0.0, 0.0}, gy = {0.0, 0.0};
+      for (int b = 0; b < N; ++b) {
+        const PetscScalar* row = a + offset[(N + b) * S];
+        PetscScalar* zrow = z + offset[(N + b) * S];
+        const double wy = weight[(N + b) * S], sy = slope[(N + b) * S];
+        const Pair vb = wy * val;
+        Pair r = {0.0, 0.0}, rx = {0.0, 0.0};
+        for (int m = 0; m < N; ++m) {
+          const Pair v = detail::loadPair(row + ox[m]);
+          r += wx[m] * v;
+          rx += sx[m] * v;
+        }
+        for (int m = 0; m < N; ++m)
+          detail::storePair(zrow + ox[m], detail::loadPair(zrow + ox[m]) + wx[m] * vb);
+        gx += wy * rx;
+        gy += sy * r;
+      }
+      grad[0] = gx[0];
+      grad[1] = gy[0];
+      grad[2] = gx[1];
+      grad[3] = gy[1];
+    } else {
+      double gx[C] = {}, gy[C] = {};
+      for (int b = 0; b < N; ++b) {
+        const PetscScalar* row = a + offset[(N + b) * S];
+        PetscScalar* zrow = z + offset[(N + b) * S];
+        const double wy = weight[(N + b) * S], sy = slope[(N + b) * S];
+        double r[C] = {}, rx[C] = {}, vb[C];
+        for (int c = 0; c < C; ++c) vb[c] = wy * value[c];
+        for (int m = 0; m < N; ++m) {
+          for (int c = 0; c < C; ++c) {
+            const double v = row[ox[m] + c];
+            r[c] += wx[m] * v;
+            rx[c] += sx[m] * v;
+          }
+        }
+        for (int m = 0; m < N; ++m)
+          for (int c = 0; c < C; ++c) zrow[ox[m] + c] += wx[m] * vb[c];
         for (int c = 0; c < C; ++c) {
-          r[c] += wx[m] * v[m][c];
-          rx[c] += sx[m] * v[m][c];
+          gx[c] += wy * rx[c];
+          gy[c] += sy * r[c];
         }
       }
-      for (int m = 0; m < N; ++m)
-        for (int c = 0; c < C; ++c) zrow[ox[m] + c] += wx[m] * vb[c];
       for (int c = 0; c < C; ++c) {
-        gx[c] += wy * rx[c];
-        gy[c] += sy * r[c];
+        grad[c * 2] = gx[c];
+        grad[c * 2 + 1] = gy[c];
       }
-    }
-    for (int c = 0; c < C; ++c) {
-      grad[c * 2] = gx[c];
-      grad[c * 2 + 1] = gy[c];
     }
   }
 }
@@ -787,6 +783,14 @@ class InterpolationTable {
   /// values and local must not overlap.
   void scatterAdd(const PetscScalar* values, PetscScalar* local) const;
 
+  /// Uniform tables only: gather with the owned values read from `owned` (the global Vec's
+  /// array, forEachOwned order) and only the ghost values from `local`
+  /// (CornerGhostExchange::ghostsToLocal): the same result as gather() from a full local
+  /// copy.
+  void gatherSplit(const PetscScalar* owned, const PetscScalar* local, PetscScalar* out) const;
+  /// transposeGather from the same split source.
+  void transposeGatherSplit(const PetscScalar* owned, const PetscScalar* w_local,
+                            PetscScalar* out) const;
   /// Uniform tables only: out = the transpose of gather applied to w, computed as a gather
   /// of the mirrored stencil from a local array of w with its ghosts (periodic images), so
   /// that no ghost contributions need summing afterwards.  The same sums as scatterAdd
