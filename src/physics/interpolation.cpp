@@ -156,7 +156,7 @@ PetscInt buildAxisStencilGeneral(const LocalArrayLayout& layout, Interpolation k
   const int nodes = nodesPerAxis(kind);
   const PetscInt home_offset = (home - layout.ghostStart(axis)) * layout.stride(axis);
   *inside = 0;
-  if (!(std::abs(q) < 1e12)) {
+  if (!(std::abs(q) < kAbsurdIndex)) {
     // Non-finite (or absurd) points: the result becomes NaN (honest), or the reach says
     // the stencil is unusable, and memory stays safe either way.
     const double w = std::isnan(q) ? std::numeric_limits<double>::quiet_NaN() : 0.0;

@@ -178,6 +178,10 @@ PetscInt buildAxisStencilGeneral(const LocalArrayLayout& layout, Interpolation k
 /// q = x/h - shift for any grid that fits in memory, far below any displacement that
 /// matters.
 inline constexpr double kStencilSnap = 1e-9;
+/// Index coordinates at least this large (or NaN) are not located on the grid at all: the
+/// builders give them a stencil that stays at home (and an unusable reach), which also
+/// keeps floor(q) within the range of a 32-bit PetscInt.
+inline constexpr double kAbsurdIndex = 1e9;
 
 /// buildAxisStencil for N = nodesPerAxis(kind) known at compile time.  The common case
 /// (every node inside the domain and the ghost box) is inlined; the rest is left to the
@@ -188,7 +192,7 @@ inline PetscInt buildAxisStencilFor(const LocalArrayLayout& layout, int axis, do
                                     std::uint8_t* inside) {
   static_assert(N == 2 || N == 4, "2 (linear) or 4 (cubic) nodes per axis");
   constexpr Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
-  if (std::abs(q) < 1e12) {
+  if (std::abs(q) < kAbsurdIndex) {
     const double cell = std::floor(q + kStencilSnap);
     const PetscInt first = static_cast<PetscInt>(cell) - (N == 4 ? 1 : 0);
     const PetscInt last = first + N - 1;
@@ -286,7 +290,8 @@ struct StencilBlock {
       PetscInt first[B];
       int fast[B];
       for (int b = 0; b < B; ++b) {
-        const bool sane = std::isless(std::abs(q[a][b]), 1e12);  // NaN: the general builder
+        // NaN and absurd points go to the general builder.
+        const bool sane = std::isless(std::abs(q[a][b]), kAbsurdIndex);
         qs[b] = sane ? q[a][b] : static_cast<double>(home[a] + (a == 0 ? b : 0));
         fast[b] = sane;
       }
