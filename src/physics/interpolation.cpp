@@ -482,9 +482,16 @@ void InterpolationTable::gather(const PetscScalar* local, PetscScalar* out) cons
   }
   withStencilShape(dim_, kind_, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
-    for (PetscInt p = 0; p < count_; ++p) {
-      const PetscInt* off = offsets(p);
-      const double* w = weights(p);
+    constexpr int per_point = D * N;
+    const PetscInt* __restrict off = offset_.data();
+    const double* __restrict w = weight_.data();
+    if (dof_ == 1) {
+      // The common scalar field on its own: a loop over points only.
+      for (PetscInt p = 0; p < count_; ++p, off += per_point, w += per_point)
+        out[p] = gatherAt<D, N>(off, w, local);
+      return;
+    }
+    for (PetscInt p = 0; p < count_; ++p, off += per_point, w += per_point) {
       for (PetscInt c = 0; c < dof_; ++c) out[p * dof_ + c] = gatherAt<D, N>(off, w, local + c);
     }
   });
