@@ -535,9 +535,16 @@ void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* loca
   }
   withStencilShape(dim_, kind_, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
-    for (PetscInt p = 0; p < count_; ++p) {
-      const PetscInt* off = offsets(p);
-      const double* w = weights(p);
+    constexpr int per_point = D * N;
+    const PetscInt* __restrict off = offset_.data();
+    const double* __restrict w = weight_.data();
+    if (dof_ == 1) {
+      // As in gather: a loop over points only for a scalar field.
+      for (PetscInt p = 0; p < count_; ++p, off += per_point, w += per_point)
+        scatterAddAt<D, N>(off, w, values[p], local);
+      return;
+    }
+    for (PetscInt p = 0; p < count_; ++p, off += per_point, w += per_point) {
       for (PetscInt c = 0; c < dof_; ++c)
         scatterAddAt<D, N>(off, w, values[p * dof_ + c], local + c);
     }
