@@ -155,8 +155,8 @@ class SemiLagrangianAdvectionStep final : public Step {
   PetscInt requiredGhostWidth() const { return required_width_; }
   /// True when every departure point lies at the same displacement from its node (a
   /// constant velocity on a periodic grid, up to the round-off of index coordinates): then
-  /// one stencil serves all points and the step runs as a separable stencil sweep (the
-  /// same for the reverse-velocity step).
+  /// one stencil serves all points and the step runs as a separable stencil sweep.  (The
+  /// reverse-velocity step's departure points are checked on their own.)
   bool usesUniformStencil() const { return departure_->isUniform(); }
   PetscInt lastInverseIterations() const;
 

@@ -34,7 +34,8 @@ class StarStencil {
   const std::array<double, 3>& minus() const { return minus_; }
   const std::array<double, 3>& plus() const { return plus_; }
 
-  /// Process-wide policy for the streaming stores of apply() (default Auto).
+  /// Process-wide policy for the streaming stores of apply() and of the uniform
+  /// interpolation sweeps (InterpolationTable::uniform; default Auto).
   static void setStreamingStores(StreamingStores policy);
   static StreamingStores streamingStores();
   /// Whether this build has a streaming-store kernel at all.
