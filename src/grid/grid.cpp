@@ -113,49 +113,55 @@ void Grid::globalToLocal(Vec global, Vec local) const {
   PG_CALL(DMGlobalToLocalEnd(dm_, global, INSERT_VALUES, local));
 }
 
-void Grid::updateRemoteGhosts(Vec global, Vec local) const {
-  if (!remote_ghost_scatter_) {
-    // Local (ghosted-array) positions of every ghost entry and the global (PETSc-ordered)
-    // index it mirrors; entries outside a Dirichlet domain map to a negative index, and
-    // entries this rank owns itself (periodic wrap-around) fall in its ownership range:
-    // both are left out.
-    const PetscInt dof = spec_.dof;
-    std::vector<PetscInt> local_index, global_index;
-    const IndexBox& g = ghosted_;
-    const IndexBox& o = owned_;
-    for (PetscInt k = g.start[2]; k < g.start[2] + g.size[2]; ++k)
-      for (PetscInt j = g.start[1]; j < g.start[1] + g.size[1]; ++j)
-        for (PetscInt i = g.start[0]; i < g.start[0] + g.size[0]; ++i) {
-          const bool inside = i >= o.start[0] && i < o.start[0] + o.size[0] && j >= o.start[1] &&
-                              j < o.start[1] + o.size[1] && k >= o.start[2] &&
-                              k < o.start[2] + o.size[2];
-          if (inside) continue;
-          const PetscInt base =
-              (((k - g.start[2]) * g.size[1] + (j - g.start[1])) * g.size[0] + (i - g.start[0])) *
-              dof;
-          for (PetscInt c = 0; c < dof; ++c) local_index.push_back(base + c);
-        }
-    global_index.resize(local_index.size());
-    ISLocalToGlobalMapping map = nullptr;
-    PG_CALL(DMGetLocalToGlobalMapping(dm_, &map));
-    PG_CALL(ISLocalToGlobalMappingApply(map, static_cast<PetscInt>(local_index.size()),
-                                        local_index.data(), global_index.data()));
-    PetscInt first = 0, last = 0;
-    PG_CALL(VecGetOwnershipRange(global, &first, &last));
-    size_t kept = 0;
-    for (size_t t = 0; t < local_index.size(); ++t) {
-      if (global_index[t] < 0 || (global_index[t] >= first && global_index[t] < last)) continue;
-      local_index[kept] = local_index[t];
-      global_index[kept] = global_index[t];
-      ++kept;
-    }
-    Handle<IS, ISDestroy> from, to;
-    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), global_index.data(),
-                            PETSC_COPY_VALUES, from.out()));
-    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), local_index.data(),
-                            PETSC_COPY_VALUES, to.out()));
-    PG_CALL(VecScatterCreate(global, from, local, to, remote_ghost_scatter_.out()));
+Handle<VecScatter, VecScatterDestroy> detail::createGhostScatter(DM dm, Vec global, Vec local,
+                                                                 bool skip_own_images) {
+  // Local (ghosted-array) positions of every ghost entry and the global (PETSc-ordered)
+  // index it mirrors; entries outside a Dirichlet domain map to a negative index.
+  PetscInt xs, ys, zs, xm, ym, zm, gxs, gys, gzs, gxm, gym, gzm, dof;
+  PG_CALL(DMDAGetCorners(dm, &xs, &ys, &zs, &xm, &ym, &zm));
+  PG_CALL(DMDAGetGhostCorners(dm, &gxs, &gys, &gzs, &gxm, &gym, &gzm));
+  PG_CALL(DMDAGetInfo(dm, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &dof,
+                      nullptr, nullptr, nullptr, nullptr, nullptr));
+  std::vector<PetscInt> local_index, global_index;
+  for (PetscInt k = gzs; k < gzs + gzm; ++k)
+    for (PetscInt j = gys; j < gys + gym; ++j)
+      for (PetscInt i = gxs; i < gxs + gxm; ++i) {
+        const bool owned =
+            i >= xs && i < xs + xm && j >= ys && j < ys + ym && k >= zs && k < zs + zm;
+        if (owned) continue;
+        const PetscInt base = (((k - gzs) * gym + (j - gys)) * gxm + (i - gxs)) * dof;
+        for (PetscInt c = 0; c < dof; ++c) local_index.push_back(base + c);
+      }
+  global_index.resize(local_index.size());
+  ISLocalToGlobalMapping map = nullptr;
+  PG_CALL(DMGetLocalToGlobalMapping(dm, &map));
+  PG_CALL(ISLocalToGlobalMappingApply(map, static_cast<PetscInt>(local_index.size()),
+                                      local_index.data(), global_index.data()));
+  PetscInt first = 0, last = 0;
+  PG_CALL(VecGetOwnershipRange(global, &first, &last));
+  size_t kept = 0;
+  for (size_t t = 0; t < local_index.size(); ++t) {
+    const bool own_image = global_index[t] >= first && global_index[t] < last;
+    if (global_index[t] < 0 || (skip_own_images && own_image)) continue;
+    local_index[kept] = local_index[t];
+    global_index[kept] = global_index[t];
+    ++kept;
   }
+  Handle<IS, ISDestroy> from, to;
+  PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), global_index.data(),
+                          PETSC_COPY_VALUES, from.out()));
+  PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), local_index.data(),
+                          PETSC_COPY_VALUES, to.out()));
+  Handle<VecScatter, VecScatterDestroy> scatter;
+  PG_CALL(VecScatterCreate(global, from, local, to, scatter.out()));
+  return scatter;
+}
+
+void Grid::updateRemoteGhosts(Vec global, Vec local) const {
+  // Periodic images of entries this rank owns are read from its own array by the kernels
+  // that use this exchange, so they are left out.
+  if (!remote_ghost_scatter_)
+    remote_ghost_scatter_ = detail::createGhostScatter(dm_, global, local, true);
   PG_CALL(VecScatterBegin(remote_ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
   PG_CALL(VecScatterEnd(remote_ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
 }

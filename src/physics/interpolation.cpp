@@ -100,43 +100,8 @@ void CornerGhostExchange::globalToLocal(Vec global, Vec local) const {
 }
 
 void CornerGhostExchange::ghostsToLocal(Vec global, Vec local) const {
-  if (!ghost_scatter_) {
-    // Every ghost entry of the local array and the global (PETSc-ordered) index it
-    // mirrors; entries outside a Dirichlet domain map to a negative index and stay zero.
-    PetscInt xs, ys, zs, xm, ym, zm, gxs, gys, gzs, gxm, gym, gzm, dof;
-    PG_CALL(DMDAGetCorners(box_, &xs, &ys, &zs, &xm, &ym, &zm));
-    PG_CALL(DMDAGetGhostCorners(box_, &gxs, &gys, &gzs, &gxm, &gym, &gzm));
-    PG_CALL(DMDAGetInfo(box_, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, &dof,
-                        nullptr, nullptr, nullptr, nullptr, nullptr));
-    std::vector<PetscInt> local_index, global_index;
-    for (PetscInt k = gzs; k < gzs + gzm; ++k)
-      for (PetscInt j = gys; j < gys + gym; ++j)
-        for (PetscInt i = gxs; i < gxs + gxm; ++i) {
-          const bool owned =
-              i >= xs && i < xs + xm && j >= ys && j < ys + ym && k >= zs && k < zs + zm;
-          if (owned) continue;
-          const PetscInt base = (((k - gzs) * gym + (j - gys)) * gxm + (i - gxs)) * dof;
-          for (PetscInt c = 0; c < dof; ++c) local_index.push_back(base + c);
-        }
-    global_index.resize(local_index.size());
-    ISLocalToGlobalMapping map = nullptr;
-    PG_CALL(DMGetLocalToGlobalMapping(box_, &map));
-    PG_CALL(ISLocalToGlobalMappingApply(map, static_cast<PetscInt>(local_index.size()),
-                                        local_index.data(), global_index.data()));
-    size_t kept = 0;
-    for (size_t t = 0; t < local_index.size(); ++t) {
-      if (global_index[t] < 0) continue;
-      local_index[kept] = local_index[t];
-      global_index[kept] = global_index[t];
-      ++kept;
-    }
-    Handle<IS, ISDestroy> from, to;
-    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), global_index.data(),
-                            PETSC_COPY_VALUES, from.out()));
-    PG_CALL(ISCreateGeneral(PETSC_COMM_SELF, static_cast<PetscInt>(kept), local_index.data(),
-                            PETSC_COPY_VALUES, to.out()));
-    PG_CALL(VecScatterCreate(global, from, local, to, ghost_scatter_.out()));
-  }
+  // All ghosts, periodic images of owned entries included: kernels read them from local.
+  if (!ghost_scatter_) ghost_scatter_ = detail::createGhostScatter(box_, global, local, false);
   PG_CALL(VecScatterBegin(ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
   PG_CALL(VecScatterEnd(ghost_scatter_, global, local, INSERT_VALUES, SCATTER_FORWARD));
 }

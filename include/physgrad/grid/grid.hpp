@@ -94,6 +94,15 @@ class Grid {
   mutable Handle<VecScatter, VecScatterDestroy> remote_ghost_scatter_;  // built on first use
 };
 
+namespace detail {
+/// A scatter from the global Vec of the DMDA `dm` into its local (ghosted) Vec over ghost
+/// entries only: every entry outside the rank's owned box, except those outside a
+/// zero-Dirichlet domain and, with `skip_own_images`, the periodic images of entries the
+/// rank owns itself.  Owned entries of the local Vec are never written.
+Handle<VecScatter, VecScatterDestroy> createGhostScatter(DM dm, Vec global, Vec local,
+                                                         bool skip_own_images);
+}  // namespace detail
+
 /// Calls f(i, j, k, owned_offset) for every owned point; owned_offset * dof + c indexes
 /// component c in the array of a global Vec obtained with VecGetArray.
 template <typename F>
