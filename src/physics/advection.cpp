@@ -352,6 +352,25 @@ DepartureTables buildDepartureTables(const Grid& grid, const VelocityField& velo
   return t;
 }
 
+/// out = the uniform table's sweep of `in` (its transpose if `transposed`), reading owned
+/// values from `in` itself and only the ghosts, copied into `ghosts` (a local Vec).
+void uniformSweep(const CornerGhostExchange& exchange, const InterpolationTable& table,
+                  bool transposed, Vec in, Vec ghosts, Vec out) {
+  exchange.ghostsToLocal(in, ghosts);
+  const PetscScalar *ia = nullptr, *gl = nullptr;
+  PetscScalar* oa = nullptr;
+  PG_CALL(VecGetArrayRead(in, &ia));
+  PG_CALL(VecGetArrayRead(ghosts, &gl));
+  PG_CALL(VecGetArray(out, &oa));
+  if (transposed)
+    table.transposeGatherSplit(ia, gl, oa);
+  else
+    table.gatherSplit(ia, gl, oa);
+  PG_CALL(VecRestoreArray(out, &oa));
+  PG_CALL(VecRestoreArrayRead(ghosts, &gl));
+  PG_CALL(VecRestoreArrayRead(in, &ia));
+}
+
 /// The global count of entries of `active` other than `unclamped` (collective).
 PetscInt countClamped(const Grid& grid, const std::vector<PetscInt>& active, PetscInt unclamped) {
   PetscInt local = 0, global = 0;
@@ -579,16 +598,7 @@ std::string SemiLagrangianAdvectionStep::name() const {
 void SemiLagrangianAdvectionStep::interpolate(const InterpolationTable& table, Vec x, Vec y) {
   if (table.isUniform()) {
     // Owned values straight from x, only the ghosts copied: no copy of the whole field.
-    exchange_.ghostsToLocal(x, local_);
-    const PetscScalar *xa = nullptr, *xl = nullptr;
-    PetscScalar* ya = nullptr;
-    PG_CALL(VecGetArrayRead(x, &xa));
-    PG_CALL(VecGetArrayRead(local_, &xl));
-    PG_CALL(VecGetArray(y, &ya));
-    table.gatherSplit(xa, xl, ya);
-    PG_CALL(VecRestoreArray(y, &ya));
-    PG_CALL(VecRestoreArrayRead(local_, &xl));
-    PG_CALL(VecRestoreArrayRead(x, &xa));
+    uniformSweep(exchange_, table, false, x, local_, y);
     return;
   }
   exchange_.globalToLocal(x, local_);
@@ -608,16 +618,7 @@ void SemiLagrangianAdvectionStep::jvp(Vec, Vec dx, Vec dy) { interpolate(*depart
 void SemiLagrangianAdvectionStep::vjp(Vec, Vec w, Vec wx) {
   if (departure_->isUniform()) {
     // The mirrored stencil gathered from w and its ghosts: no scatter, no ghost sum.
-    exchange_.ghostsToLocal(w, local_);
-    const PetscScalar *wa = nullptr, *wl = nullptr;
-    PetscScalar* out = nullptr;
-    PG_CALL(VecGetArrayRead(w, &wa));
-    PG_CALL(VecGetArrayRead(local_, &wl));
-    PG_CALL(VecGetArray(wx, &out));
-    departure_->transposeGatherSplit(wa, wl, out);
-    PG_CALL(VecRestoreArray(wx, &out));
-    PG_CALL(VecRestoreArrayRead(local_, &wl));
-    PG_CALL(VecRestoreArrayRead(w, &wa));
+    uniformSweep(exchange_, *departure_, true, w, local_, wx);
     return;
   }
   PG_CALL(VecSet(local_, 0.0));
@@ -937,28 +938,10 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   for (size_t e = 0; e < active_.size(); ++e) u[e] = active_[e] == kUnclamped ? wa[e] : 0.0;
   PG_CALL(VecRestoreArray(work_a_, &u));
   // work_b_ = u - B^T u / 2
-  exchange_.ghostsToLocal(work_a_, local_b_);
-  const PetscScalar *ua = nullptr, *lb = nullptr;
-  PetscScalar* r = nullptr;
-  PG_CALL(VecGetArrayRead(work_a_, &ua));
-  PG_CALL(VecGetArrayRead(local_b_, &lb));
-  PG_CALL(VecGetArray(work_b_, &r));
-  reverse_departure_->transposeGatherSplit(ua, lb, r);
-  for (size_t e = 0; e < active_.size(); ++e) r[e] = ua[e] - 0.5 * r[e];
-  PG_CALL(VecRestoreArray(work_b_, &r));
-  PG_CALL(VecRestoreArrayRead(local_b_, &lb));
-  PG_CALL(VecRestoreArrayRead(work_a_, &ua));
+  uniformSweep(exchange_, *reverse_departure_, true, work_a_, local_b_, work_b_);
+  PG_CALL(VecAYPX(work_b_, -0.5, work_a_));
   // wx = A^T (u - B^T u / 2)
-  exchange_.ghostsToLocal(work_b_, local_a_);
-  const PetscScalar *ra = nullptr, *la = nullptr;
-  PetscScalar* out = nullptr;
-  PG_CALL(VecGetArrayRead(work_b_, &ra));
-  PG_CALL(VecGetArrayRead(local_a_, &la));
-  PG_CALL(VecGetArray(wx, &out));
-  departure_->transposeGatherSplit(ra, la, out);
-  PG_CALL(VecRestoreArray(wx, &out));
-  PG_CALL(VecRestoreArrayRead(local_a_, &la));
-  PG_CALL(VecRestoreArrayRead(work_b_, &ra));
+  uniformSweep(exchange_, *departure_, true, work_b_, local_a_, wx);
   // + P^T w, then + u / 2
   PG_CALL(VecSet(local_b_, 0.0));
   PetscScalar* pl = nullptr;

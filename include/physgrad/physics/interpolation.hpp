@@ -808,10 +808,8 @@ class InterpolationTable {
   const double* weights(PetscInt p) const { return &weight_[p * dim_ * nodes_]; }
   const std::uint8_t* inside(PetscInt p) const { return &inside_[p * dim_]; }
   /// Uniform tables: the nodes^dim nodes of the one stencil (x fastest, the order of
-  /// nodeRangeAt), as array offsets from the home point, and their weights (products of
-  /// the 1D weights).
+  /// nodeRangeAt), as array offsets from the home point.
   const std::vector<PetscInt>& uniformOffsets() const { return offset_; }
-  const std::vector<double>& uniformWeights() const { return weight_; }
   const LocalArrayLayout& layout() const { return layout_; }
 
  private:
