@@ -68,15 +68,22 @@ class SelfAdvectionStep::Linearisation {
   /// as scatterAddWithJacobianTranspose after build(x) would give (the same numbers), for
   /// a fraction of the memory traffic.  A reverse sweep meets every state once, so it has
   /// no use for the tables; this leaves no linearisation behind.  Throws like build().
+  ///
+  /// Here gtw is the adjoint's global array and `sum` accumulates its scatter target
+  /// (SweepAccumulator): on return gtw holds G^T values plus the owned part of gather^T
+  /// values, and only the ghost entries of the local array remain to be summed into their
+  /// owners (CornerGhostExchange::addGhostsToGlobal).
   void adjointOnePass(Vec x, const std::string& scheme, const PetscScalar* values,
-                      PetscScalar* local, PetscScalar* gtw) {
+                      PetscScalar* local, PetscScalar* gtw, SweepAccumulator& sum) {
     forEachStencil<true>(
         x, scheme,
         [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w,
             const double* slope, const std::uint8_t*, const PetscScalar* xl) {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
           adjointAt<D, N, S>(p, off, w, slope, xl, values, local, gtw);
-        });
+        },
+        [&](PetscInt line) { sum.beginLine(line); });
+    sum.finishOwned();
   }
 
   /// The step itself in one pass over the points, without tables: out[p * dim + c] = the
@@ -196,12 +203,14 @@ class SelfAdvectionStep::Linearisation {
   /// Exchanges x into local_ and builds the departure stencils of the owned points, a block
   /// of kBlock points of a grid row at a time, then calls
   ///   use(D, N, S, p, offset, weight, slope, inside, local array)
-  /// for each point p with its stencil (entries S apart; slope null unless WithSlope).
+  /// for each point p with its stencil (entries S apart; slope null unless WithSlope),
+  /// and before each grid row begin_line(index of the row along the outermost axis).
   /// Afterwards the reach, CFL and finiteness are reduced over the ranks and checked as
   /// build() documents.  The tables no longer describe local_: the linearisation is
   /// invalid until the next build().
-  template <bool WithSlope, class Use>
-  void forEachStencil(Vec x, const std::string& scheme, Use&& use) {
+  template <bool WithSlope, class Use, class BeginLine = void (*)(PetscInt)>
+  void forEachStencil(
+      Vec x, const std::string& scheme, Use&& use, BeginLine&& begin_line = [](PetscInt) {}) {
     valid_ = false;
     jacobian_ready_ = false;
     exchange_->globalToLocal(x, local_);
@@ -224,6 +233,7 @@ class SelfAdvectionStep::Linearisation {
       PetscInt p = 0;
       for (PetscInt k = o.start[2]; k < o.start[2] + o.size[2]; ++k) {
         for (PetscInt j = o.start[1]; j < o.start[1] + o.size[1]; ++j) {
+          begin_line(D == 3 ? k : j);
           for (PetscInt i = o.start[0]; i < row_end; i += B) {
             const int count = static_cast<int>(std::min<PetscInt>(B, row_end - i));
             const PetscScalar* u = xl + layout_.arrayOffset(i, j, k);  // dof = D
@@ -353,6 +363,7 @@ SelfAdvectionStep::SelfAdvectionStep(const Grid& grid, double dt, Interpolation 
       dt_(checkedStep(grid, dt)),
       inverse_options_(std::move(inverse_options)),
       exchange_(grid),
+      layout_(grid),
       local_work_(exchange_.createLocal()),
       residual_(grid.createGlobal()),
       trial_(grid.createGlobal()),
@@ -390,6 +401,7 @@ void SelfAdvectionStep::linearise(Vec x) {
 
 void SelfAdvectionStep::tangent(Linearisation& lin, Vec dx, Vec dy) {
   const std::vector<double>& g = lin.jacobian();
+  work_is_zero_ = false;
   exchange_.globalToLocal(dx, local_work_);
   const PetscScalar *dl = nullptr, *da = nullptr;
   PetscScalar* out = nullptr;
@@ -416,9 +428,11 @@ void SelfAdvectionStep::tangent(Linearisation& lin, Vec dx, Vec dy) {
 void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
   // wx = G^T w per point (the -dt grad u term couples the components of one point only),
   // written straight into wx, plus gather^T w added through the ghost exchange.  With x
-  // given the stencils are built on the fly (adjointOnePass); otherwise lin's tables are
-  // used.
-  PG_CALL(VecSet(local_work_, 0.0));
+  // given the stencils are built on the fly (adjointOnePass; local_work_ is added into wx
+  // as the sweep goes and left zero for the next adjoint); otherwise lin's tables are used.
+  const bool zeroed = work_is_zero_;
+  work_is_zero_ = false;
+  if (!x) PG_CALL(VecSet(local_work_, 0.0));
   const PetscScalar* wa = nullptr;
   PetscScalar *zl = nullptr, *gtw = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
@@ -431,16 +445,26 @@ void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
     PG_CALL(VecRestoreArrayRead(w, &wa));
   };
   try {
-    if (x)
-      lin.adjointOnePass(x, name(), wa, zl, gtw);
-    else
+    if (x) {
+      SweepAccumulator sum(layout_, grid().spec().stencil_width, zl, gtw, zeroed);
+      lin.adjointOnePass(x, name(), wa, zl, gtw, sum);
+      sum.finishOwned();
+    } else
       lin.scatterAddWithJacobianTranspose(wa, zl, gtw);
   } catch (...) {
     restore();
     throw;
   }
   restore();
-  exchange_.addLocalToGlobal(local_work_, wx);
+  if (!x) {
+    exchange_.addLocalToGlobal(local_work_, wx);
+    return;
+  }
+  exchange_.addGhostsToGlobal(local_work_, wx);
+  PG_CALL(VecGetArray(local_work_, &zl));
+  zeroGhostEntries(layout_, zl);
+  PG_CALL(VecRestoreArray(local_work_, &zl));
+  work_is_zero_ = true;
 }
 
 void SelfAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {

@@ -111,6 +111,95 @@ void CornerGhostExchange::addLocalToGlobal(Vec local, Vec global) const {
   PG_CALL(DMLocalToGlobalEnd(box_, local, ADD_VALUES, global));
 }
 
+void CornerGhostExchange::addGhostsToGlobal(Vec local, Vec global) const {
+  if (!ghost_scatter_) ghost_scatter_ = detail::createGhostScatter(box_, global, local, false);
+  PG_CALL(VecScatterBegin(ghost_scatter_, local, global, ADD_VALUES, SCATTER_REVERSE));
+  PG_CALL(VecScatterEnd(ghost_scatter_, local, global, ADD_VALUES, SCATTER_REVERSE));
+}
+
+// ---------------------------------------------------------------------------------------
+
+SweepAccumulator::SweepAccumulator(const LocalArrayLayout& layout, PetscInt reach,
+                                   PetscScalar* local, PetscScalar* global, bool zeroed)
+    : layout_(layout),
+      axis_(layout.dim() == 3 ? 2 : 1),
+      reach_(reach),
+      local_(local),
+      global_(global),
+      current_(layout.ghostStart(axis_) - 1),
+      zeroed_to_(zeroed ? layout.ghostStart(axis_) + layout.ghostSize(axis_)
+                        : layout.ghostStart(axis_)),
+      added_to_(layout.ownedStart(axis_)) {
+  if (reach < 0) throw std::logic_error("SweepAccumulator: negative reach");
+}
+
+void SweepAccumulator::advanceTo(PetscInt line) {
+  if (line < current_) throw std::logic_error("SweepAccumulator: lines must not decrease");
+  current_ = line;
+  const PetscInt start = layout_.ghostStart(axis_);
+  const PetscInt zero_end = std::min(line + reach_ + 1, start + layout_.ghostSize(axis_));
+  if (zero_end > zeroed_to_) {
+    const PetscInt stride = layout_.stride(axis_);
+    std::fill(local_ + (zeroed_to_ - start) * stride, local_ + (zero_end - start) * stride, 0.0);
+    zeroed_to_ = zero_end;
+  }
+  // Points on lines >= `line` reach no line below line - reach.
+  for (; added_to_ < line - reach_; ++added_to_) addLine(added_to_);
+}
+
+void SweepAccumulator::finishOwned() {
+  const PetscInt end = layout_.ownedStart(axis_) + layout_.ownedSize(axis_);
+  for (; added_to_ < end; ++added_to_) addLine(added_to_);
+}
+
+void SweepAccumulator::addLine(PetscInt line) {
+  // Owned rows of the line: one row in 1D and 2D, the owned rows of a plane in 3D.
+  const PetscInt dof = layout_.dof(), row = layout_.ownedSize(0) * dof;
+  const PetscInt j0 = layout_.ownedStart(1), nj = layout_.ownedSize(1);
+  const PetscInt k0 = layout_.ownedStart(2);
+  const bool plane = axis_ == 2;
+  for (PetscInt j = plane ? j0 : line; j < (plane ? j0 + nj : line + 1); ++j) {
+    const PetscInt k = plane ? line : k0;
+    PetscScalar* src = local_ + layout_.arrayOffset(layout_.ownedStart(0), j, k);
+    PetscScalar* dst = global_ + ((k - k0) * nj + (j - j0)) * row;
+    for (PetscInt e = 0; e < row; ++e) {
+      dst[e] += src[e];
+      src[e] = 0.0;
+    }
+  }
+}
+
+void zeroGhostEntries(const LocalArrayLayout& layout, PetscScalar* local) {
+  // Whole lines outside the owned range, then the rows of owned lines outside the owned
+  // range (3D), then the ends of owned rows.
+  const int axis = layout.dim() == 3 ? 2 : 1;  // lines as in SweepAccumulator
+  const PetscInt dof = layout.dof();
+  const auto fill = [&](PetscInt from, PetscInt count) {
+    std::fill(local + from, local + from + count, 0.0);
+  };
+  const PetscInt ls = layout.ghostStart(axis), lo = layout.ownedStart(axis);
+  const PetscInt lend = ls + layout.ghostSize(axis), oend = lo + layout.ownedSize(axis);
+  const PetscInt line = layout.stride(axis);
+  fill(0, (lo - ls) * line);
+  fill((oend - ls) * line, (lend - oend) * line);
+  const PetscInt gs0 = layout.ghostStart(0), gs1 = layout.ghostStart(1);
+  const PetscInt os0 = layout.ownedStart(0), os1 = layout.ownedStart(1);
+  const PetscInt oe0 = os0 + layout.ownedSize(0), oe1 = os1 + layout.ownedSize(1);
+  const PetscInt ge0 = gs0 + layout.ghostSize(0), ge1 = gs1 + layout.ghostSize(1);
+  const PetscInt row = layout.stride(1);
+  for (PetscInt u = lo; u < oend; ++u) {
+    const PetscInt k = axis == 2 ? u : layout.ownedStart(2);
+    if (axis == 2) {
+      fill(layout.arrayOffset(gs0, gs1, k), (os1 - gs1) * row);
+      fill(layout.arrayOffset(gs0, oe1, k), (ge1 - oe1) * row);
+    }
+    for (PetscInt j = axis == 2 ? os1 : u; j < (axis == 2 ? oe1 : u + 1); ++j) {
+      fill(layout.arrayOffset(gs0, j, k), (os0 - gs0) * dof);
+      fill(layout.arrayOffset(oe0, j, k), (ge0 - oe0) * dof);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 
 namespace detail {

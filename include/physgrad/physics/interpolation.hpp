@@ -159,12 +159,62 @@ class CornerGhostExchange {
   /// global += every entry of local (owned and ghost) added into its owner: the exact
   /// transpose of globalToLocal.  Boundary ghosts of zero-Dirichlet grids are dropped.
   void addLocalToGlobal(Vec local, Vec global) const;
+  /// global += the ghost entries of local (corners and periodic images included) added
+  /// into their owners, and nothing else: the transpose of ghostsToLocal.  With
+  /// SweepAccumulator, which adds the owned entries itself.
+  void addGhostsToGlobal(Vec local, Vec global) const;
   DM dm() const { return box_; }
 
  private:
   OwnedDM box_;
   mutable Handle<VecScatter, VecScatterDestroy> ghost_scatter_;  // built on first use
 };
+
+/// The local array of an adjoint scatter-add (z += W^T w over the owned points), added
+/// into the global result just behind the sweep that fills it and left zero for the next
+/// sweep, so that neither the zeroing nor the owned part of the local-to-global sum costs
+/// a pass over memory of its own (at large sizes each would be one more trip to DRAM).
+///
+/// The unit is a line: all entries with one index along the outermost axis of the grid
+/// (a plane in 3D, a row in 2D, the whole array in 1D).  The sweep visits the owned points
+/// in storage order, announces each line before scattering from its points (beginLine),
+/// and scatters only into nodes at most `reach` lines from the point's own.  Unless the
+/// array is zero already, a line is zeroed when a point comes within `reach` of it.  Once
+/// the sweep is more than `reach` lines past a line, its owned entries are added into
+/// `global` (global[e] += local[e]) and set to zero; finishOwned() does this for the rest.
+/// The caller then sums the ghost entries into their owners
+/// (CornerGhostExchange::addGhostsToGlobal) and zeroes them (zeroGhostEntries).  The result
+/// equals zeroing local, scattering, and CornerGhostExchange::addLocalToGlobal, as long as
+/// every stencil keeps within `reach` (a stencil beyond it stays inside the array but is
+/// summed wrongly: callers check the reach and throw, and must not count on the array
+/// being zero after a sweep that did not finish).
+class SweepAccumulator {
+ public:
+  /// `zeroed`: every entry of local is zero already (e.g. left so by the previous sweep).
+  SweepAccumulator(const LocalArrayLayout& layout, PetscInt reach, PetscScalar* local,
+                   PetscScalar* global, bool zeroed);
+  /// The sweep is about to scatter from the points of line `line` (global index along the
+  /// outermost axis; non-decreasing from call to call).
+  void beginLine(PetscInt line) {
+    if (line != current_) advanceTo(line);
+  }
+  /// Adds the owned lines not yet added into global (and zeroes them).
+  void finishOwned();
+
+ private:
+  void advanceTo(PetscInt line);
+  void addLine(PetscInt line);
+
+  LocalArrayLayout layout_;
+  int axis_;  // the outermost axis: 2 in 3D, else 1 (of size 1 in 1D)
+  PetscInt reach_;
+  PetscScalar* local_;
+  PetscScalar* global_;
+  PetscInt current_, zeroed_to_, added_to_;  // lines: [ghost start, zeroed_to_) are zero
+};
+
+/// Sets every entry of a local array outside the owned box to zero.
+void zeroGhostEntries(const LocalArrayLayout& layout, PetscScalar* local);
 
 namespace detail {
 /// buildAxisStencil without its fast path: every case (non-finite q, nodes outside the
@@ -453,7 +503,12 @@ inline void gradientAt(const PetscInt* offset, const double* weight, const doubl
 // The same three kernels for all C interleaved components of a node at once (a velocity
 // field: C = D).  Per component they form the same sums in the same order as the kernels
 // above, so the results are identical; the C adjacent values of a node are loaded and
-// updated together, which the compiler turns into vector operations.  Stencil entries are
+// updated together, which the compiler turns into vector operations.  The exception is the
+// 2D velocity (D = C = 2): gathers and gradients sum each column of the stencil (along y)
+// first and the columns along x after, so that a row of N nodes (2N values, adjacent in
+// the array wherever all its nodes lie in the ghost box) enters as one vector; the order
+// is fixed per kernel, not per point, so the results still do not depend on the parallel
+// layout or on whether the row was contiguous.  Stencil entries are
 // read with a stride S: entry (a, m) at offset[(a * N + m) * S], so S = 1 for one point's
 // [D][N] arrays and S = B for a point of a StencilBlock<D, N, B>.
 
@@ -468,6 +523,79 @@ inline Pair loadPair(const double* p) {
   return v;
 }
 inline void storePair(double* p, Pair v) { std::memcpy(p, &v, sizeof v); }
+
+/// L doubles as one value: a row of a 2D velocity stencil (N nodes x 2 components).
+template <int L>
+struct DoubleVector {
+  typedef double type __attribute__((vector_size(sizeof(double) * L)));
+};
+template <int L>
+using Doubles = typename DoubleVector<L>::type;
+template <int L>
+inline Doubles<L> loadDoubles(const double* p) {
+  Doubles<L> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <int L>
+inline void storeDoubles(double* p, Doubles<L> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+/// True when the N nodes of a stencil row (x offsets, S apart) are adjacent in the array,
+/// C values each: the row is then one run of N * C values.
+template <int N, int C, int S>
+inline bool rowIsContiguous(const PetscInt* offset) {
+  bool contiguous = true;
+  for (int m = 1; m < N; ++m) contiguous &= offset[m * S] == offset[0] + m * C;
+  return contiguous;
+}
+
+/// sum_m w_m {v[2m], v[2m + 1]} over the nodes m = 0, 1, ... in that order (w S apart).
+template <int N, int S>
+inline Pair weightedNodeSum(const double* w, Doubles<2 * N> v) {
+  Pair s = w[0] * Pair{v[0], v[1]};
+  for (int m = 1; m < N; ++m) s += w[m * S] * Pair{v[2 * m], v[2 * m + 1]};
+  return s;
+}
+
+/// Column sums of a 2D two-component stencil at node m of the rows: sum_b wy_b u(b, m), in
+/// the order of b (wy are the y weights, or slopes, S apart).
+template <int N, int S>
+inline Pair columnSum(const PetscScalar* a, const PetscInt* offset, const double* wy, int m) {
+  Pair c = wy[0] * loadPair(a + offset[N * S] + offset[m * S]);
+  for (int b = 1; b < N; ++b) c += wy[b * S] * loadPair(a + offset[(N + b) * S] + offset[m * S]);
+  return c;
+}
+
+/// The gradient part of a 2D two-component stencil: gx = sum_m sx_m sum_b wy_b u(b, m)
+/// and gy = sum_m wx_m sum_b sy_b u(b, m) (each a pair over the components), the column
+/// sums taken as whole rows where the row is contiguous.
+template <int N, int S>
+inline void gradientOfPairs(const PetscInt* offset, const double* weight, const double* slope,
+                            const PetscScalar* a, Pair& gx, Pair& gy) {
+  const double* wy = weight + N * S;
+  const double* sy = slope + N * S;
+  if (rowIsContiguous<N, 2, S>(offset)) {
+    const PetscScalar* row = a + offset[0];
+    Doubles<2 * N> v = loadDoubles<2 * N>(row + offset[N * S]);
+    Doubles<2 *N> cw = wy[0] * v, cs = sy[0] * v;
+    for (int b = 1; b < N; ++b) {
+      v = loadDoubles<2 * N>(row + offset[(N + b) * S]);
+      cw += wy[b * S] * v;
+      cs += sy[b * S] * v;
+    }
+    gx = weightedNodeSum<N, S>(slope, cw);
+    gy = weightedNodeSum<N, S>(weight, cs);
+    return;
+  }
+  for (int m = 0; m < N; ++m) {
+    const Pair tx = slope[m * S] * columnSum<N, S>(a, offset, wy, m);
+    const Pair ty = weight[m * S] * columnSum<N, S>(a, offset, sy, m);
+    gx = m == 0 ? tx : gx + tx;
+    gy = m == 0 ? ty : gy + ty;
+  }
+}
 }  // namespace detail
 
 /// out[c] = gatherAt<D, N>(offset, weight, a + c) for c < C.
@@ -476,14 +604,21 @@ inline void gatherAtComponents(const PetscInt* offset, const double* weight, con
                                double* out) {
   double s[C] = {};
   if constexpr (D == 2 && C == 2) {
-    // As below, both components at once (GCC 12 leaves the loop over c scalar).
+    // Columns first (see above): sum_m wx_m sum_b wy_b u(b, m), both components at once.
     using detail::Pair;
-    Pair sum = {0.0, 0.0};
-    for (int b = 0; b < N; ++b) {
-      const PetscScalar* row = a + offset[(N + b) * S];
-      Pair r = {0.0, 0.0};
-      for (int m = 0; m < N; ++m) r += weight[m * S] * detail::loadPair(row + offset[m * S]);
-      sum += weight[(N + b) * S] * r;
+    const double* wy = weight + N * S;
+    Pair sum;
+    if (detail::rowIsContiguous<N, 2, S>(offset)) {
+      const PetscScalar* row = a + offset[0];
+      detail::Doubles<2 * N> col = wy[0] * detail::loadDoubles<2 * N>(row + offset[N * S]);
+      for (int b = 1; b < N; ++b)
+        col += wy[b * S] * detail::loadDoubles<2 * N>(row + offset[(N + b) * S]);
+      sum = detail::weightedNodeSum<N, S>(weight, col);
+    } else {
+      for (int m = 0; m < N; ++m) {
+        const Pair t = weight[m * S] * detail::columnSum<N, S>(a, offset, wy, m);
+        sum = m == 0 ? t : sum + t;
+      }
     }
     out[0] = sum[0];
     out[1] = sum[1];
@@ -569,6 +704,13 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
     for (int m = 0; m < N; ++m)
       for (int c = 0; c < C; ++c) g[c] += slope[m * S] * a[offset[m * S] + c];
     for (int c = 0; c < C; ++c) grad[c] = g[c];
+  } else if constexpr (D == 2 && C == 2) {
+    detail::Pair gx, gy;
+    detail::gradientOfPairs<N, S>(offset, weight, slope, a, gx, gy);
+    grad[0] = gx[0];
+    grad[1] = gy[0];
+    grad[2] = gx[1];
+    grad[3] = gy[1];
   } else if constexpr (D == 2) {
     double gx[C] = {}, gy[C] = {};
     for (int b = 0; b < N; ++b) {
@@ -630,26 +772,21 @@ inline void scatterAddAndGradientAtComponents(const PetscInt* offset, const doub
       sx[m] = slope[m * S];
     }
     if constexpr (C == 2) {
-      // Both components of a node as one vector value (GCC 12 leaves the loops over c of
-      // the general branch scalar): the same operations in the same order.
+      // Both components of a node as one vector value, a contiguous row of the stencil as
+      // one longer vector: the gradient as gradientAtComponents forms it, the scatter-add
+      // with the same products as the general branch.
       using detail::Pair;
+      Pair gx, gy;
+      detail::gradientOfPairs<N, S>(offset, weight, slope, a, gx, gy);
+      // The scatter-add node by node: consecutive points update overlapping runs of nodes,
+      // and a run stored as one wide vector would defeat the store-to-load forwarding of
+      // the next point's partially overlapping load.
       const Pair val = {value[0], value[1]};
-      Pair gx = {0.0, 0.0}, gy = {0.0, 0.0};
       for (int b = 0; b < N; ++b) {
-        const PetscScalar* row = a + offset[(N + b) * S];
         PetscScalar* zrow = z + offset[(N + b) * S];
-        const double wy = weight[(N + b) * S], sy = slope[(N + b) * S];
-        const Pair vb = wy * val;
-        Pair r = {0.0, 0.0}, rx = {0.0, 0.0};
-        for (int m = 0; m < N; ++m) {
-          const Pair v = detail::loadPair(row + ox[m]);
-          r += wx[m] * v;
-          rx += sx[m] * v;
-        }
+        const Pair vb = weight[(N + b) * S] * val;
         for (int m = 0; m < N; ++m)
           detail::storePair(zrow + ox[m], detail::loadPair(zrow + ox[m]) + wx[m] * vb);
-        gx += wy * rx;
-        gy += sy * r;
       }
       grad[0] = gx[0];
       grad[1] = gy[0];
