@@ -448,7 +448,6 @@ void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
     if (x) {
       SweepAccumulator sum(layout_, grid().spec().stencil_width, zl, gtw, zeroed);
       lin.adjointOnePass(x, name(), wa, zl, gtw, sum);
-      sum.finishOwned();
     } else
       lin.scatterAddWithJacobianTranspose(wa, zl, gtw);
   } catch (...) {
