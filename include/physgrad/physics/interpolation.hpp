@@ -503,12 +503,13 @@ inline void gradientAt(const PetscInt* offset, const double* weight, const doubl
 // The same three kernels for all C interleaved components of a node at once (a velocity
 // field: C = D).  Per component they form the same sums in the same order as the kernels
 // above, so the results are identical; the C adjacent values of a node are loaded and
-// updated together, which the compiler turns into vector operations.  The exception is the
-// 2D velocity (D = C = 2): gathers and gradients sum each column of the stencil (along y)
-// first and the columns along x after, so that a row of N nodes (2N values, adjacent in
-// the array wherever all its nodes lie in the ghost box) enters as one vector; the order
-// is fixed per kernel, not per point, so the results still do not depend on the parallel
-// layout or on whether the row was contiguous.  Stencil entries are
+// updated together, which the compiler turns into vector operations.  The exceptions are
+// the gathers and gradients of the 2D velocity (D = C = 2) and of 3D fields: they sum each
+// column of the stencil (along y, then z) first and the columns along x after, so that a
+// row of N nodes (N * C values, adjacent in the array wherever all its nodes lie in the
+// ghost box) enters as one vector; the order is fixed per kernel, not per point, so the
+// results still do not depend on the parallel layout or on whether the row was
+// contiguous.  Stencil entries are
 // read with a stride S: entry (a, m) at offset[(a * N + m) * S], so S = 1 for one point's
 // [D][N] arrays and S = B for a point of a StencilBlock<D, N, B>.
 
@@ -596,6 +597,112 @@ inline void gradientOfPairs(const PetscInt* offset, const double* weight, const 
     gy = m == 0 ? ty : gy + ty;
   }
 }
+
+/// A row of a 3D stencil of C-component nodes: N * C values, node-major (value m * C + c is
+/// component c of node m), held as K vectors of W doubles.
+template <int N, int C>
+struct StencilRow {
+  static constexpr int kValues = N * C;
+  static constexpr int W = kValues % 4 == 0 ? 4 : (kValues % 2 == 0 ? 2 : 1);
+  static constexpr int K = kValues / W;
+  Doubles<W> v[K];
+  double at(int e) const { return v[e / W][e % W]; }
+};
+
+/// Row b of plane k of a 3D stencil.  Contiguous: the row is one run of the array.
+template <int N, int C, int S, bool Contiguous>
+inline StencilRow<N, C> loadRow(const PetscScalar* a, const PetscInt* offset, int k, int b) {
+  using Row = StencilRow<N, C>;
+  const PetscScalar* row = a + offset[(2 * N + k) * S] + offset[(N + b) * S];
+  Row r;
+  if constexpr (Contiguous) {
+    for (int i = 0; i < Row::K; ++i) r.v[i] = loadDoubles<Row::W>(row + offset[0] + i * Row::W);
+  } else {
+    for (int m = 0; m < N; ++m)
+      for (int c = 0; c < C; ++c) {
+        const int e = m * C + c;
+        r.v[e / Row::W][e % Row::W] = row[offset[m * S] + c];
+      }
+  }
+  return r;
+}
+
+/// t = w r (first term) or t += w r, vector by vector.
+template <int N, int C>
+inline void scaled(StencilRow<N, C>& t, double w, const StencilRow<N, C>& r) {
+  for (int i = 0; i < StencilRow<N, C>::K; ++i) t.v[i] = w * r.v[i];
+}
+template <int N, int C>
+inline void addScaled(StencilRow<N, C>& t, double w, const StencilRow<N, C>& r) {
+  for (int i = 0; i < StencilRow<N, C>::K; ++i) t.v[i] += w * r.v[i];
+}
+
+/// out[c] = sum_m wx_m col[m * C + c], summed in the order of m (wx S apart).
+template <int N, int C, int S>
+inline void sumOverNodes(const double* wx, const StencilRow<N, C>& col, double* out) {
+  for (int c = 0; c < C; ++c) {
+    double s = wx[0] * col.at(c);
+    for (int m = 1; m < N; ++m) s += wx[m * S] * col.at(m * C + c);
+    out[c] = s;
+  }
+}
+
+/// The 3D gather of C-component nodes, columns first: out[c] = sum_m wx_m sum_k wz_k
+/// sum_b wy_b u(k, b, m, c), each sum in index order (first terms assigned, the rest
+/// added), a row's N * C values combined as vectors.
+template <int N, int C, int S, bool Contiguous>
+inline void gather3(const PetscInt* offset, const double* weight, const PetscScalar* a,
+                    double* out) {
+  StencilRow<N, C> col, plane;
+  for (int k = 0; k < N; ++k) {
+    scaled(plane, weight[N * S], loadRow<N, C, S, Contiguous>(a, offset, k, 0));
+    for (int b = 1; b < N; ++b)
+      addScaled(plane, weight[(N + b) * S], loadRow<N, C, S, Contiguous>(a, offset, k, b));
+    if (k == 0)
+      scaled(col, weight[2 * N * S], plane);
+    else
+      addScaled(col, weight[(2 * N + k) * S], plane);
+  }
+  sumOverNodes<N, C, S>(weight, col, out);
+}
+
+/// The 3D gradient of C-component nodes in the order of gather3: grad[c * 3 + a] = d u_c /
+/// d q_a, with the slope in place of the weight along axis a.
+template <int N, int C, int S, bool Contiguous>
+inline void gradient3(const PetscInt* offset, const double* weight, const double* slope,
+                      const PetscScalar* a, double* grad) {
+  // cw: weights along y and z; cy: slope along y; cz: slope along z.
+  StencilRow<N, C> cw, cy, cz, pw, py;
+  for (int k = 0; k < N; ++k) {
+    const StencilRow<N, C> first = loadRow<N, C, S, Contiguous>(a, offset, k, 0);
+    scaled(pw, weight[N * S], first);
+    scaled(py, slope[N * S], first);
+    for (int b = 1; b < N; ++b) {
+      const StencilRow<N, C> r = loadRow<N, C, S, Contiguous>(a, offset, k, b);
+      addScaled(pw, weight[(N + b) * S], r);
+      addScaled(py, slope[(N + b) * S], r);
+    }
+    const double wz = weight[(2 * N + k) * S], sz = slope[(2 * N + k) * S];
+    if (k == 0) {
+      scaled(cw, wz, pw);
+      scaled(cy, wz, py);
+      scaled(cz, sz, pw);
+    } else {
+      addScaled(cw, wz, pw);
+      addScaled(cy, wz, py);
+      addScaled(cz, sz, pw);
+    }
+  }
+  double gx[C], gy[C], gz[C];
+  sumOverNodes<N, C, S>(slope, cw, gx);
+  sumOverNodes<N, C, S>(weight, cy, gy);
+  sumOverNodes<N, C, S>(weight, cz, gz);
+  for (int c = 0; c < C; ++c) {
+    grad[c * 3] = gx[c];
+    grad[c * 3 + 1] = gy[c];
+    grad[c * 3 + 2] = gz[c];
+  }
+}
 }  // namespace detail
 
 /// out[c] = gatherAt<D, N>(offset, weight, a + c) for c < C.
@@ -635,17 +742,12 @@ inline void gatherAtComponents(const PetscInt* offset, const double* weight, con
       for (int c = 0; c < C; ++c) s[c] += weight[(N + b) * S] * r[c];
     }
   } else {
-    for (int k = 0; k < N; ++k) {
-      double plane[C] = {};
-      for (int b = 0; b < N; ++b) {
-        const PetscScalar* row = a + offset[(2 * N + k) * S] + offset[(N + b) * S];
-        double r[C] = {};
-        for (int m = 0; m < N; ++m)
-          for (int c = 0; c < C; ++c) r[c] += weight[m * S] * row[offset[m * S] + c];
-        for (int c = 0; c < C; ++c) plane[c] += weight[(N + b) * S] * r[c];
-      }
-      for (int c = 0; c < C; ++c) s[c] += weight[(2 * N + k) * S] * plane[c];
-    }
+    // Columns first (see above).
+    if (detail::rowIsContiguous<N, C, S>(offset))
+      detail::gather3<N, C, S, true>(offset, weight, a, out);
+    else
+      detail::gather3<N, C, S, false>(offset, weight, a, out);
+    return;
   }
   for (int c = 0; c < C; ++c) out[c] = s[c];
 }
@@ -673,8 +775,19 @@ inline void scatterAddAtComponents(const PetscInt* offset, const double* weight,
         PetscScalar* row = a + offset[(2 * N + k) * S] + offset[(N + b) * S];
         double vb[C];
         for (int c = 0; c < C; ++c) vb[c] = weight[(N + b) * S] * vk[c];
-        for (int m = 0; m < N; ++m)
-          for (int c = 0; c < C; ++c) row[offset[m * S] + c] += weight[m * S] * vb[c];
+        if constexpr (C == 3) {
+          // A node's first two components as one vector, the third alone: fewer updates of
+          // memory (the bottleneck here), the same products.
+          const detail::Pair vb01 = {vb[0], vb[1]};
+          for (int m = 0; m < N; ++m) {
+            PetscScalar* node = row + offset[m * S];
+            detail::storePair(node, detail::loadPair(node) + weight[m * S] * vb01);
+            node[2] += weight[m * S] * vb[2];
+          }
+        } else {
+          for (int m = 0; m < N; ++m)
+            for (int c = 0; c < C; ++c) row[offset[m * S] + c] += weight[m * S] * vb[c];
+        }
       }
     }
   }
@@ -726,30 +839,11 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
       grad[c * 2 + 1] = gy[c];
     }
   } else {
-    double gx[C] = {}, gy[C] = {}, gz[C] = {};
-    for (int k = 0; k < N; ++k) {
-      double p[C] = {}, px[C] = {}, py[C] = {};
-      for (int b = 0; b < N; ++b) {
-        double r[C], rx[C];
-        rowValueAndSlope<N, C, S>(a + offset[(2 * N + k) * S] + offset[(N + b) * S], offset, weight,
-                                  slope, r, rx);
-        for (int c = 0; c < C; ++c) {
-          p[c] += weight[(N + b) * S] * r[c];
-          px[c] += weight[(N + b) * S] * rx[c];
-          py[c] += slope[(N + b) * S] * r[c];
-        }
-      }
-      for (int c = 0; c < C; ++c) {
-        gx[c] += weight[(2 * N + k) * S] * px[c];
-        gy[c] += weight[(2 * N + k) * S] * py[c];
-        gz[c] += slope[(2 * N + k) * S] * p[c];
-      }
-    }
-    for (int c = 0; c < C; ++c) {
-      grad[c * 3] = gx[c];
-      grad[c * 3 + 1] = gy[c];
-      grad[c * 3 + 2] = gz[c];
-    }
+    // Columns first, as gatherAtComponents.
+    if (detail::rowIsContiguous<N, C, S>(offset))
+      detail::gradient3<N, C, S, true>(offset, weight, slope, a, grad);
+    else
+      detail::gradient3<N, C, S, false>(offset, weight, slope, a, grad);
   }
 }
 
