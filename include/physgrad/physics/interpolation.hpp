@@ -532,15 +532,12 @@ struct DoubleVector {
 };
 template <int L>
 using Doubles = typename DoubleVector<L>::type;
+// Vectors wider than the target's registers are passed by reference only: by value, GCC
+// warns that their calling convention depends on the instruction set (-Wpsabi).
+/// v = the L doubles at p.
 template <int L>
-inline Doubles<L> loadDoubles(const double* p) {
-  Doubles<L> v;
+inline void loadDoubles(const double* p, Doubles<L>& v) {
   std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <int L>
-inline void storeDoubles(double* p, Doubles<L> v) {
-  std::memcpy(p, &v, sizeof v);
 }
 
 /// True when the N nodes of a stencil row (x offsets, S apart) are adjacent in the array,
@@ -554,7 +551,7 @@ inline bool rowIsContiguous(const PetscInt* offset) {
 
 /// sum_m w_m {v[2m], v[2m + 1]} over the nodes m = 0, 1, ... in that order (w S apart).
 template <int N, int S>
-inline Pair weightedNodeSum(const double* w, Doubles<2 * N> v) {
+inline Pair weightedNodeSum(const double* w, const Doubles<2 * N>& v) {
   Pair s = w[0] * Pair{v[0], v[1]};
   for (int m = 1; m < N; ++m) s += w[m * S] * Pair{v[2 * m], v[2 * m + 1]};
   return s;
@@ -579,10 +576,11 @@ inline void gradientOfPairs(const PetscInt* offset, const double* weight, const 
   const double* sy = slope + N * S;
   if (rowIsContiguous<N, 2, S>(offset)) {
     const PetscScalar* row = a + offset[0];
-    Doubles<2 * N> v = loadDoubles<2 * N>(row + offset[N * S]);
+    Doubles<2 * N> v;
+    loadDoubles<2 * N>(row + offset[N * S], v);
     Doubles<2 *N> cw = wy[0] * v, cs = sy[0] * v;
     for (int b = 1; b < N; ++b) {
-      v = loadDoubles<2 * N>(row + offset[(N + b) * S]);
+      loadDoubles<2 * N>(row + offset[(N + b) * S], v);
       cw += wy[b * S] * v;
       cs += sy[b * S] * v;
     }
@@ -611,20 +609,19 @@ struct StencilRow {
 
 /// Row b of plane k of a 3D stencil.  Contiguous: the row is one run of the array.
 template <int N, int C, int S, bool Contiguous>
-inline StencilRow<N, C> loadRow(const PetscScalar* a, const PetscInt* offset, int k, int b) {
+inline void loadRow(const PetscScalar* a, const PetscInt* offset, int k, int b,
+                    StencilRow<N, C>& r) {
   using Row = StencilRow<N, C>;
   const PetscScalar* row = a + offset[(2 * N + k) * S] + offset[(N + b) * S];
-  Row r;
   if constexpr (Contiguous) {
-    for (int i = 0; i < Row::K; ++i) r.v[i] = loadDoubles<Row::W>(row + offset[0] + i * Row::W);
+    for (int i = 0; i < Row::K; ++i) loadDoubles<Row::W>(row + offset[0] + i * Row::W, r.v[i]);
   } else {
+    double v[N * C];
     for (int m = 0; m < N; ++m)
-      for (int c = 0; c < C; ++c) {
-        const int e = m * C + c;
-        r.v[e / Row::W][e % Row::W] = row[offset[m * S] + c];
-      }
+      for (int c = 0; c < C; ++c) v[m * C + c] = row[offset[m * S] + c];
+    static_assert(sizeof r.v == sizeof v, "a row is N * C doubles");
+    std::memcpy(r.v, v, sizeof v);
   }
-  return r;
 }
 
 /// t = w r (first term) or t += w r, vector by vector.
@@ -653,15 +650,21 @@ inline void sumOverNodes(const double* wx, const StencilRow<N, C>& col, double* 
 template <int N, int C, int S, bool Contiguous>
 inline void gather3(const PetscInt* offset, const double* weight, const PetscScalar* a,
                     double* out) {
-  StencilRow<N, C> col, plane;
-  for (int k = 0; k < N; ++k) {
-    scaled(plane, weight[N * S], loadRow<N, C, S, Contiguous>(a, offset, k, 0));
-    for (int b = 1; b < N; ++b)
-      addScaled(plane, weight[(N + b) * S], loadRow<N, C, S, Contiguous>(a, offset, k, b));
-    if (k == 0)
-      scaled(col, weight[2 * N * S], plane);
-    else
-      addScaled(col, weight[(2 * N + k) * S], plane);
+  StencilRow<N, C> col, plane, r;
+  // plane = sum_b wy_b row(k, b)
+  const auto planeSum = [&](int k) {
+    loadRow<N, C, S, Contiguous>(a, offset, k, 0, r);
+    scaled(plane, weight[N * S], r);
+    for (int b = 1; b < N; ++b) {
+      loadRow<N, C, S, Contiguous>(a, offset, k, b, r);
+      addScaled(plane, weight[(N + b) * S], r);
+    }
+  };
+  planeSum(0);
+  scaled(col, weight[2 * N * S], plane);
+  for (int k = 1; k < N; ++k) {
+    planeSum(k);
+    addScaled(col, weight[(2 * N + k) * S], plane);
   }
   sumOverNodes<N, C, S>(weight, col, out);
 }
@@ -672,26 +675,28 @@ template <int N, int C, int S, bool Contiguous>
 inline void gradient3(const PetscInt* offset, const double* weight, const double* slope,
                       const PetscScalar* a, double* grad) {
   // cw: weights along y and z; cy: slope along y; cz: slope along z.
-  StencilRow<N, C> cw, cy, cz, pw, py;
-  for (int k = 0; k < N; ++k) {
-    const StencilRow<N, C> first = loadRow<N, C, S, Contiguous>(a, offset, k, 0);
-    scaled(pw, weight[N * S], first);
-    scaled(py, slope[N * S], first);
+  StencilRow<N, C> cw, cy, cz, pw, py, r;
+  // pw = sum_b wy_b row(k, b), py = sum_b sy_b row(k, b)
+  const auto planeSums = [&](int k) {
+    loadRow<N, C, S, Contiguous>(a, offset, k, 0, r);
+    scaled(pw, weight[N * S], r);
+    scaled(py, slope[N * S], r);
     for (int b = 1; b < N; ++b) {
-      const StencilRow<N, C> r = loadRow<N, C, S, Contiguous>(a, offset, k, b);
+      loadRow<N, C, S, Contiguous>(a, offset, k, b, r);
       addScaled(pw, weight[(N + b) * S], r);
       addScaled(py, slope[(N + b) * S], r);
     }
+  };
+  planeSums(0);
+  scaled(cw, weight[2 * N * S], pw);
+  scaled(cy, weight[2 * N * S], py);
+  scaled(cz, slope[2 * N * S], pw);
+  for (int k = 1; k < N; ++k) {
+    planeSums(k);
     const double wz = weight[(2 * N + k) * S], sz = slope[(2 * N + k) * S];
-    if (k == 0) {
-      scaled(cw, wz, pw);
-      scaled(cy, wz, py);
-      scaled(cz, sz, pw);
-    } else {
-      addScaled(cw, wz, pw);
-      addScaled(cy, wz, py);
-      addScaled(cz, sz, pw);
-    }
+    addScaled(cw, wz, pw);
+    addScaled(cy, wz, py);
+    addScaled(cz, sz, pw);
   }
   double gx[C], gy[C], gz[C];
   sumOverNodes<N, C, S>(slope, cw, gx);
@@ -717,9 +722,13 @@ inline void gatherAtComponents(const PetscInt* offset, const double* weight, con
     Pair sum;
     if (detail::rowIsContiguous<N, 2, S>(offset)) {
       const PetscScalar* row = a + offset[0];
-      detail::Doubles<2 * N> col = wy[0] * detail::loadDoubles<2 * N>(row + offset[N * S]);
-      for (int b = 1; b < N; ++b)
-        col += wy[b * S] * detail::loadDoubles<2 * N>(row + offset[(N + b) * S]);
+      detail::Doubles<2 * N> v, col;
+      detail::loadDoubles<2 * N>(row + offset[N * S], v);
+      col = wy[0] * v;
+      for (int b = 1; b < N; ++b) {
+        detail::loadDoubles<2 * N>(row + offset[(N + b) * S], v);
+        col += wy[b * S] * v;
+      }
       sum = detail::weightedNodeSum<N, S>(weight, col);
     } else {
       for (int m = 0; m < N; ++m) {
