@@ -71,8 +71,9 @@ PetscErrorCode readOptions(BenchOptions* o) {
   PetscCall(PetscOptionsInt("-gradient_steps", "K of the gradient-cost simulators (0: skip)",
                             nullptr, o->gradient_steps, &o->gradient_steps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_reps",
-                            "Interleaved (gradient, forward) timing pairs per simulator: the "
-                            "forward time reported is the best, the ratio the median of the pairs",
+                            "Interleaved (gradient, forward) timing pairs per simulator, and "
+                            "(vjp, forward) pairs of one step: the forward time reported is the "
+                            "best, the ratios the medians of the pairs",
                             nullptr, o->gradient_reps, &o->gradient_reps, nullptr));
   PetscCall(PetscOptionsInt("-gradient_n", "Points per axis of the 2D gradient-cost grid", nullptr,
                             o->gradient_n, &o->gradient_n, nullptr));
@@ -290,8 +291,10 @@ int run() {
         "\nGradient (forward + reverse sweep) / forward (median of interleaved pairs), K = %d "
         "steps on %d^2, "
         "store-all vs %d checkpoints (linear steps store no states: both columns "
-        "measure the same sweep):\n\n| step | linear | forward ms | ratio store-all | "
-        "ratio sqrt(K) checkpoints | recomputed steps |\n|---|---|---:|---:|---:|---:|\n",
+        "measure the same sweep); and one step's vjp right after its forward at the same state "
+        "against that forward:\n\n| step | linear | forward ms | ratio store-all | "
+        "ratio sqrt(K) checkpoints | recomputed steps | one step: vjp / forward |\n"
+        "|---|---|---:|---:|---:|---:|---:|\n",
         static_cast<int>(K), static_cast<int>(o.gradient_n), static_cast<int>(sqrt_k));
     for (const auto& name : o.gradient_types) {
       const benchmarks::StepEntry& entry = benchmarks::findStep(name);
@@ -300,6 +303,9 @@ int run() {
       std::shared_ptr<pg::Step> step = entry.make(grid);
       pg::OwnedVec x = benchmarks::smoothField(grid), y = grid.createGlobal(),
                    w = benchmarks::smoothField(grid), g = grid.createGlobal();
+      // One step: what a reverse sweep pays per step against the forward.
+      const Interleaved single = timeInterleaved(
+          o.gradient_reps, [&] { step->vjp(x, w, g); }, [&] { step->forward(x, y); });
       double ratio[2] = {0, 0};
       double forward_time = 0;
       long recomputed = 0;
@@ -321,9 +327,9 @@ int run() {
         if (variant == 0) forward_time = tf;
         recomputed = sim.lastRecomputed();
       }
-      pg::rootPrintf("| %s | %s | %.1f | %.2f | %.2f | %ld |\n", name.c_str(),
+      pg::rootPrintf("| %s | %s | %.1f | %.2f | %.2f | %ld | %.2f |\n", name.c_str(),
                      step->isLinear() ? "yes" : "no", 1e3 * forward_time, ratio[0], ratio[1],
-                     recomputed);
+                     recomputed, single.median_f_over_g);
     }
   }
   pg::rootPrintf("\nresults in %s\n", o.output.c_str());
