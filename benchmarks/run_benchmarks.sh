@@ -28,6 +28,7 @@ for part in "${parts[@]}"; do
   esac
 done
 wanted() { [[ " ${parts[*]} " == *" $1 "* ]]; }
+throughput() { mpirun -n "$1" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" "${@:2}"; }
 install_dependencies
 build_physgrad
 out="$PHYSGRAD_ROOT/benchmarks/results"
@@ -36,7 +37,7 @@ if wanted throughput; then
   {
     echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
     for np in $(seq 1 "$max_ranks"); do
-      mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 4096 -n3 256 \
+      throughput "$np" -n2 4096 -n3 256 \
         -reps 5 -gradient_steps 0 \
         -steps explicit_diffusion,be_diffusion,cn_diffusion,spectral_diffusion,poisson,upwind_advection,sl_linear_advection,sl_cubic_advection,maccormack_advection,burgers_self_advection \
         -output "$out/step_throughput_np${np}_a.csv"
@@ -49,7 +50,7 @@ if wanted tables; then
     for np in $(seq 1 "$max_ranks"); do
       # A velocity that varies in space: per-point stencil tables (hundreds of bytes per point
       # in 3D), so these run smaller.
-      mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 2048 -n3 128 \
+      throughput "$np" -n2 2048 -n3 128 \
         -reps 5 -gradient_steps 64 -gradient_n 512 -gradient_reps 9 \
         -steps upwind_advection_vortex,sl_linear_advection_vortex,sl_cubic_advection_vortex,maccormack_advection_vortex \
         -gradient_types explicit_diffusion,be_diffusion,sl_cubic_advection,sl_cubic_advection_vortex,maccormack_advection,maccormack_advection_vortex,burgers_self_advection \
@@ -62,7 +63,7 @@ if wanted explicit; then
     echo "# $(date -u +%Y-%m-%dT%H:%MZ): the explicit stencil with and without streaming stores"
     for np in $(seq 1 "$max_ranks"); do
       for mode in auto never; do
-        mpirun -n "$np" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" -n2 4096 -n3 256 \
+        throughput "$np" -n2 4096 -n3 256 \
           -reps 10 -gradient_steps 0 -steps explicit_diffusion -streaming_stores "$mode" \
           -output "$out/explicit_reference_np${np}_${mode}.csv"
       done

@@ -785,8 +785,8 @@ inline void scatterAddAtComponents(const PetscInt* offset, const double* weight,
         double vb[C];
         for (int c = 0; c < C; ++c) vb[c] = weight[(N + b) * S] * vk[c];
         if constexpr (C == 3) {
-          // A node's first two components as one vector, the third alone: fewer updates of
-          // memory (the bottleneck here), the same products.
+          // A node's first two components as one vector, the third alone: two updates of
+          // memory per node instead of three, the same products.
           const detail::Pair vb01 = {vb[0], vb[1]};
           for (int m = 0; m < N; ++m) {
             PetscScalar* node = row + offset[m * S];
