@@ -390,7 +390,9 @@ void combineStreaming(const double* const* in, const double* w, PetscInt entries
   const __m512d w2 = _mm512_set1_pd(N > 2 ? w[2] : 0.0), w3 = _mm512_set1_pd(N > 3 ? w[3] : 0.0);
   PetscInt e = head;
   for (; e + 8 <= entries; e += 8) {
-    // Multiply, then add (no fused multiply-add): as combine<N> compiles without contraction.
+    // Multiply, then add, as combine<N> writes it; the compiler fuses multiply-adds (FMA
+    // contraction, GCC's default for C++) in both alike: a standalone copy of the two loops
+    // gave the same bits.
     __m512d s = _mm512_mul_pd(w0, _mm512_loadu_pd(in[0] + e));
     s = _mm512_add_pd(s, _mm512_mul_pd(w1, _mm512_loadu_pd(in[1] + e)));
     if constexpr (N > 2) {
@@ -426,12 +428,14 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
   const PetscInt nx0 = layout.ownedStart(0), ny = layout.ownedSize(1), nz = layout.ownedSize(2);
   const PetscInt y0 = layout.ownedStart(1), z0 = layout.ownedStart(2);
   auto slot = [](PetscInt index) { return ((index % N) + N) % N; };
-  std::vector<double> rows(static_cast<size_t>(N * kChunk));
-  // Scratch for an owned source row: the chunk's entries and the ghost width on each side.
+  const PetscInt chunk = std::min(kChunk, entries);  // the longest column of the sweep
+  std::vector<double> rows(static_cast<size_t>(N * chunk));
+  // Scratch for the ends of an owned source row (at most a chunk and the ghost width on
+  // each side).
   const PetscInt halo = layout.ghostWidth() * dof;
-  std::vector<double> assembled(owned ? static_cast<size_t>(kChunk + 2 * halo) : 0);
+  std::vector<double> assembled(owned ? static_cast<size_t>(chunk + 2 * halo) : 0);
   const PetscInt y_end = y0 + ny, z_end = z0 + nz;
-  std::vector<double> planes(dim > 2 ? static_cast<size_t>(N * ny * kChunk) : 0);
+  std::vector<double> planes(dim > 2 ? static_cast<size_t>(N * ny * chunk) : 0);
   const bool stream =
       detail::streamingWorthIt(static_cast<std::size_t>(entries * ny * nz) * sizeof(PetscScalar));
   auto finish = [&](const double* const* in, const double* weights, PetscInt n, double* dst) {
@@ -442,36 +446,50 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
   };
   for (PetscInt e0 = 0; e0 < entries; e0 += kChunk) {
     const PetscInt len = std::min(kChunk, entries - e0);
-    // Source row (j, k) from the first node along x on, at entry e0 of the column.
-    auto source = [&](PetscInt j, PetscInt k) -> const PetscScalar* {
+    // The pass along x of source row (j, k) at entry e0 of the column, into dst[0, len):
+    // dst[e] = sum_m w_m src[e0 + e + shift + m dof].  Ghost rows are read from local.  Owned
+    // rows are read from the owned array wherever all taps of an output lie inside the row;
+    // the outputs near the row's ends go through a small scratch with their ghost values.
+    auto passRow = [&](PetscInt j, PetscInt k, double* dst) {
       const PetscInt jj = dim > 1 ? j : 0, kk = dim > 2 ? k : 0;
       const PetscScalar* ghosted = local + layout.arrayOffset(nx0, jj, kk) + e0;
+      const PetscInt shift = first[0] * dof, span = (N - 1) * dof;
       const bool owned_row =
           owned && (dim < 2 || (jj >= y0 && jj < y_end)) && (dim < 3 || (kk >= z0 && kk < z_end));
-      if (!owned_row) return ghosted + first[0] * dof;
-      // [e0 - halo, e0 + len + halo): ghost ends from local where they lie outside the
-      // owned row, everything else from the owned array.
+      if (!owned_row) {
+        rowPass<N>(ghosted + shift, dof, w[0], len, dst);
+        return;
+      }
       const PetscScalar* row =
           owned + ((kk - (dim > 2 ? z0 : 0)) * ny + (jj - (dim > 1 ? y0 : 0))) * entries;
-      const PetscInt a0 = e0 - halo, a1 = e0 + len + halo;  // row entries [a0, a1)
-      const PetscInt b0 = std::max<PetscInt>(a0, 0), b1 = std::min(a1, entries);
-      double* dst = assembled.data();
-      for (PetscInt at = a0; at < b0; ++at) dst[at - a0] = ghosted[at - e0];
-      std::copy(row + b0, row + b1, dst + (b0 - a0));
-      for (PetscInt at = b1; at < a1; ++at) dst[at - a0] = ghosted[at - e0];
-      return dst + halo + first[0] * dof;
+      // Row entry `at` (outside [0, entries): a ghost end, from local).
+      auto value = [&](PetscInt at) {
+        return at >= 0 && at < entries ? row[at] : ghosted[at - e0];
+      };
+      // Outputs [lo, hi) have every tap inside the owned row.
+      const PetscInt lo = std::clamp<PetscInt>(-shift - e0, 0, len);
+      const PetscInt hi = std::clamp<PetscInt>(entries - span - shift - e0, lo, len);
+      auto throughScratch = [&](PetscInt from, PetscInt count) {
+        double* t = assembled.data();
+        for (PetscInt i = 0; i < count + span; ++i) t[i] = value(e0 + shift + from + i);
+        rowPass<N>(t, dof, w[0], count, dst + from);
+      };
+      if (lo > 0) throughScratch(0, lo);
+      rowPass<N>(row + e0 + shift + lo, dof, w[0], hi - lo, dst + lo);
+      if (hi < len) throughScratch(hi, len - hi);
     };
     if (dim == 1) {
-      rowPass<N>(source(0, 0), dof, w[0], len, out + e0);
+      passRow(0, 0, out + e0);
       continue;
     }
-    auto row = [&](PetscInt index) { return rows.data() + slot(index) * kChunk; };
+    // Rings packed at the chunk's length: rows kChunk apart would alias in the caches
+    // (every row of a 3D plane ring in the same cache sets) and spread over many pages.
+    auto row = [&](PetscInt index) { return rows.data() + slot(index) * len; };
     // x-then-y sums of source plane k for every owned j, into row j of dst (stride `pitch`).
     auto plane = [&](PetscInt k, double* dst, PetscInt pitch, bool output) {
       PetscInt next = y0 + first[1];  // the next source row to pass along x
       for (PetscInt j = y0; j < y0 + ny; ++j) {
-        for (; next < j + first[1] + N; ++next)
-          rowPass<N>(source(next, k), dof, w[0], len, row(next));
+        for (; next < j + first[1] + N; ++next) passRow(next, k, row(next));
         const double* in[4];
         for (int b = 0; b < N; ++b) in[b] = row(j + first[1] + b);
         if (output)
@@ -484,13 +502,13 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
       plane(0, out + e0, entries, true);
       continue;
     }
-    auto plane_at = [&](PetscInt index) { return planes.data() + slot(index) * ny * kChunk; };
+    auto plane_at = [&](PetscInt index) { return planes.data() + slot(index) * ny * len; };
     PetscInt next = z0 + first[2];
     for (PetscInt k = z0; k < z0 + nz; ++k) {
-      for (; next < k + first[2] + N; ++next) plane(next, plane_at(next), kChunk, false);
+      for (; next < k + first[2] + N; ++next) plane(next, plane_at(next), len, false);
       for (PetscInt j = 0; j < ny; ++j) {
         const double* in[4];
-        for (int c = 0; c < N; ++c) in[c] = plane_at(k + first[2] + c) + j * kChunk;
+        for (int c = 0; c < N; ++c) in[c] = plane_at(k + first[2] + c) + j * len;
         finish(in, w[2], len, out + ((k - z0) * ny + j) * entries + e0);
       }
     }

@@ -516,7 +516,8 @@ inline void gradientAt(const PetscInt* offset, const double* weight, const doubl
 namespace detail {
 /// Two doubles as one value (GCC/Clang vector extension): the two components of a 2D
 /// velocity node, loaded, combined and stored together.  Element-wise arithmetic rounds
-/// exactly like the scalar code it replaces (no contraction), so results are identical.
+/// like the scalar code it replaces (the compiler fuses multiply-adds in vector-extension
+/// and scalar code alike).
 typedef double Pair __attribute__((vector_size(16)));
 inline Pair loadPair(const double* p) {
   Pair v;
