@@ -417,8 +417,9 @@ void combineStreaming(const double* const* in, const double* w, PetscInt entries
 /// weights.  `first` is the first node's shift per axis (in points), `w` the 1D weights.
 ///
 /// With `owned` non-null, the values of owned points come from it (the global Vec's array)
-/// and `local` need hold only the ghosts: each owned source row is assembled, with its two
-/// ghost ends, in a scratch row (in cache) before its pass along x.
+/// and `local` need hold only the ghosts: an owned source row is passed along x in place,
+/// except for the few outputs at its ends whose taps reach ghost values, which go through
+/// a scratch row.
 template <int N>
 void separableGather(const LocalArrayLayout& layout, const PetscInt* first, const double (*w)[4],
                      const PetscScalar* owned, const PetscScalar* local, PetscScalar* out) {
