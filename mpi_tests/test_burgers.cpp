@@ -325,8 +325,8 @@ TEST_P(BurgersDerivatives, OnePassAdjointEqualsTheTableAdjoint) {
   auto reused = buildOperator(*grid_, GetParam());
   reused->vjp(w_, v_, scratch);
   reused->vjp(x_, rough_w, again);
-  // The tables of a jvp at x; then one-pass at x again after that jvp (and a jvp elsewhere)
-  // used the step's work array.
+  // The tables of a jvp at x; then, after a jvp at another state (the tables are no longer
+  // at x, and that jvp used the step's work array), one-pass at x again.
   op_->jvp(x_, v_, scratch);
   op_->vjp(x_, rough_w, tables);
   op_->jvp(w_, v_, scratch);
