@@ -37,7 +37,7 @@ namespace benchmarks = physgrad::benchmarks;
 static const char kHelp[] =
     "step_throughput: grid-point updates/s and effective GB/s of every time step beside a\n"
     "STREAM-style triad measured in the same run, and the gradient/forward cost ratio of\n"
-    "simulators with store-all and with sqrt(K) checkpoints.\n\n";
+    "simulators with store-all and with sqrt(K) checkpoints, beside one step's vjp/forward.\n\n";
 
 namespace {
 
