@@ -10,6 +10,7 @@
 #   parts: throughput (step_throughput.md), tables (step_throughput_b.md: per-point tables
 #   and gradient ratios), explicit (explicit_reference.md), race (heat_race/); default all.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+usage_if_asked "$@"
 max_ranks="${1:-2}"
 if ! [[ "$max_ranks" =~ ^[1-9][0-9]*$ ]]; then
   echo "run_benchmarks.sh: max_ranks must be a positive integer (got '$max_ranks')" >&2

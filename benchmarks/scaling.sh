@@ -8,6 +8,7 @@
 #   points (the global grid grows with the rank count, rounded to whole points per axis).
 #   Results: benchmarks/results/scaling.md and scaling_{strong,weak}_np<r>.csv.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+usage_if_asked "$@"
 max_ranks="${1:-$(nproc)}"
 n2="${2:-4096}"
 n3="${3:-256}"

@@ -11,6 +11,17 @@ PACKAGES=(g++ make cmake pkg-config petsc-dev libeigen3-dev libgtest-dev openmpi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
+# With -h, -help or --help as its first argument: prints the calling script's leading
+# comment (its usage) and exits.
+usage_if_asked() {
+  case "${1:-}" in
+    -h | -help | --help)
+      sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+      exit 0
+      ;;
+  esac
+}
+
 install_dependencies() {
   local missing=()
   for p in "${PACKAGES[@]}"; do

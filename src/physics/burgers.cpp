@@ -64,17 +64,19 @@ class SelfAdvectionStep::Linearisation {
   }
 
   /// The adjoint at the state x in one pass over the points, without tables: each stencil
-  /// is built, used and dropped.  local += gather^T values and gtw = G^T values per point,
-  /// as scatterAddWithJacobianTranspose after build(x) would give (the same numbers), for
-  /// a fraction of the memory traffic.  A reverse sweep meets every state once, so it has
+  /// is built, used and dropped.  gather^T values and G^T values per point are the numbers
+  /// scatterAddWithJacobianTranspose after build(x) gives, for a fraction of the memory
+  /// traffic.  A reverse sweep meets every state once, so it has
   /// no use for the tables; this leaves no linearisation behind.  Throws like build().
   ///
-  /// Here gtw is the adjoint's global array and `sum` accumulates its scatter target
-  /// (SweepAccumulator): on return gtw holds G^T values plus the owned part of gather^T
-  /// values, and only the ghost entries of the local array remain to be summed into their
-  /// owners (CornerGhostExchange::addGhostsToGlobal).
+  /// Here gtw is the adjoint's global array and local its scatter target, added into gtw
+  /// along the sweep (SweepAccumulator; `zeroed`: local is all zero on entry): on return
+  /// gtw holds G^T values plus the owned part of gather^T values, and only the ghost
+  /// entries of local remain to be summed into their owners
+  /// (CornerGhostExchange::addGhostsToGlobal) and zeroed (zeroGhostEntries).
   void adjointOnePass(Vec x, const std::string& scheme, const PetscScalar* values,
-                      PetscScalar* local, PetscScalar* gtw, SweepAccumulator& sum) {
+                      PetscScalar* local, PetscScalar* gtw, bool zeroed) {
+    SweepAccumulator sum(layout_, grid_->spec().stencil_width, local, gtw, zeroed);
     forEachStencil<true>(
         x, scheme,
         [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w,
@@ -166,6 +168,7 @@ class SelfAdvectionStep::Linearisation {
   }
 
   Vec local() const { return local_; }
+  const LocalArrayLayout& layout() const { return layout_; }
   double cfl() const { return cfl_; }
   double departureCells() const { return departure_cells_; }
   PetscInt requiredWidth() const { return required_width_; }
@@ -363,7 +366,6 @@ SelfAdvectionStep::SelfAdvectionStep(const Grid& grid, double dt, Interpolation 
       dt_(checkedStep(grid, dt)),
       inverse_options_(std::move(inverse_options)),
       exchange_(grid),
-      layout_(grid),
       local_work_(exchange_.createLocal()),
       residual_(grid.createGlobal()),
       trial_(grid.createGlobal()),
@@ -445,10 +447,9 @@ void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
     PG_CALL(VecRestoreArrayRead(w, &wa));
   };
   try {
-    if (x) {
-      SweepAccumulator sum(layout_, grid().spec().stencil_width, zl, gtw, zeroed);
-      lin.adjointOnePass(x, name(), wa, zl, gtw, sum);
-    } else
+    if (x)
+      lin.adjointOnePass(x, name(), wa, zl, gtw, zeroed);
+    else
       lin.scatterAddWithJacobianTranspose(wa, zl, gtw);
   } catch (...) {
     restore();
@@ -461,7 +462,7 @@ void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
   }
   exchange_.addGhostsToGlobal(local_work_, wx);
   PG_CALL(VecGetArray(local_work_, &zl));
-  zeroGhostEntries(layout_, zl);
+  zeroGhostEntries(lin.layout(), zl);
   PG_CALL(VecRestoreArray(local_work_, &zl));
   work_is_zero_ = true;
 }
@@ -472,7 +473,7 @@ void SelfAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {
 }
 
 void SelfAdvectionStep::vjp(Vec x, Vec w, Vec wx) {
-  // Tables already built at x (a forward or jvp there) are reused; otherwise the stencils
+  // Tables already built at x (by a jvp there) are reused; otherwise the stencils
   // are built and used in one pass, which costs less than building the tables.
   if (ahead_->isAt(x))
     adjoint(*ahead_, nullptr, w, wx);

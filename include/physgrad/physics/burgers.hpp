@@ -129,7 +129,6 @@ class SelfAdvectionStep final : public Step {
   double dt_;
   NewtonKrylovOptions inverse_options_;
   CornerGhostExchange exchange_;
-  LocalArrayLayout layout_;
   std::unique_ptr<Linearisation> ahead_, back_;  // forward step at x, backwards step at y
   OwnedVec local_work_, residual_, trial_, trial_residual_, correction_;
   bool work_is_zero_ = true;  // local_work_ is all zero (left so by the one-pass adjoint)
