@@ -639,7 +639,7 @@ TEST(MacCormackRecords, ARecordIsIgnoredOnceItsStateChanged) {
   // describes it, and vjp must relinearise at the new x.
   OwnedVec other = fieldFromNatural(grid, roughRandomNatural(grid, 23));
   step.forward(other, y);
-  step.restoreLinearisation(*record, x);
+  step.restoreLinearisation(std::move(record), x);
   // (Not a scaling: the clamping pattern is invariant under x -> c x.)
   PG_CALL(VecAXPY(x, 1.0, other));
   step.vjp(x, w, a);
@@ -650,9 +650,19 @@ TEST(MacCormackRecords, ARecordIsIgnoredOnceItsStateChanged) {
   step.forward(other, y);
   fresh.forward(x, y);
   record = fresh.recordLinearisation();
-  step.restoreLinearisation(*record, x);
+  step.restoreLinearisation(std::move(record), x);
   step.vjp(x, w, a);
   fresh.vjp(x, w, b);
+  EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
+            1e-15);
+  // A record restored for another Vec leaves the pattern of the last forward to that
+  // forward's own input, also after a vjp with the record.
+  step.forward(x, y);
+  fresh.forward(other, y);
+  step.restoreLinearisation(fresh.recordLinearisation(), other);
+  step.vjp(other, w, a);
+  step.vjp(x, w, a);
+  fresh.vjp(x, w, b);  // relinearises at x
   EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
             1e-15);
 }

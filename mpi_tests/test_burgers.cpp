@@ -784,6 +784,17 @@ TEST(SelfAdvectionStep, RejectsBadInputWithHelpfulMessages) {
   auto sim = makeViscousBurgersSimulator(grid, 0.01, 3 * dt, 3, Interpolation::Linear);
   EXPECT_THROW(sim->forward(fast, y), InputError);
   EXPECT_NO_THROW(sim->forward(slow, y));
+  // A forward pass that throws part-way has overwritten part of the recording of `slow`:
+  // a vjp at `slow` must record it again (a stale recording would hold `fast`'s first
+  // state, and fail on it or give its gradient).
+  EXPECT_THROW(sim->forward(fast, y), CflError);
+  OwnedVec w = fieldFromNatural(grid, smoothVelocityNatural(grid, 2, dt, 0.3));
+  OwnedVec g = grid.createGlobal(), g_fresh = grid.createGlobal();
+  EXPECT_NO_THROW(sim->vjp(slow, w, g));
+  auto fresh = makeViscousBurgersSimulator(grid, 0.01, 3 * dt, 3, Interpolation::Linear);
+  fresh->vjp(slow, w, g_fresh);
+  EXPECT_LE(maxRelativeDifference(grid.gatherNatural(g), grid.gatherNatural(g_fresh), grid.comm()),
+            1e-15);
 
   // A non-finite state.
   std::vector<double> broken = smoothVelocityNatural(grid, 1, dt, 0.4);

@@ -826,6 +826,8 @@ void MacCormackAdvectionStep::forward(Vec x, Vec y) {
   linearised_at_ = VecStamp::of(x);
   linearised_ = true;
   restored_ = false;
+  restored_record_.reset();
+  pattern_ = &active_;
 }
 
 namespace {
@@ -841,29 +843,36 @@ std::unique_ptr<LinearisationRecord> MacCormackAdvectionStep::recordLinearisatio
   return record;
 }
 
-void MacCormackAdvectionStep::restoreLinearisation(const LinearisationRecord& record, Vec x) {
-  const auto* pattern = dynamic_cast<const ClampingPattern*>(&record);
+void MacCormackAdvectionStep::restoreLinearisation(
+    std::shared_ptr<const LinearisationRecord> record, Vec x) {
+  const auto* pattern = dynamic_cast<const ClampingPattern*>(record.get());
   if (!pattern || pattern->active.size() != active_.size())
     throw std::logic_error("MacCormackAdvectionStep: a linearisation record of another step");
-  active_ = pattern->active;
-  // The forward's pattern is gone: only the stamped Vec owns active_ now.
-  linearised_ = false;
+  // Read in place (no copy): the record is held until the next restore or forward.
+  restored_record_ = std::move(record);
   restored_ = true;
   restored_at_ = VecStamp::of(x);
 }
 
 PetscInt MacCormackAdvectionStep::clampedAtLinearisation() const {
-  return countClamped(grid(), active_, kUnclamped);
+  return countClamped(grid(), *pattern_, kUnclamped);
 }
 
 void MacCormackAdvectionStep::linearise(Vec x) {
   const VecStamp at = VecStamp::of(x);
-  if (restored_ && at == restored_at_) return;
-  if (linearised_ && at == linearised_at_) return;
-  forward(x, work_c_);
+  if (restored_ && at == restored_at_) {
+    pattern_ = &static_cast<const ClampingPattern&>(*restored_record_).active;
+    return;
+  }
+  if (linearised_ && at == linearised_at_) {
+    pattern_ = &active_;
+    return;
+  }
+  forward(x, work_c_);  // pattern_ = &active_
 }
 
 void MacCormackAdvectionStep::tangent(Vec dx, Vec dy) {
+  const std::vector<PetscInt>& active = *pattern_;
   exchange_.globalToLocal(dx, local_a_);
   const PetscScalar* dl = nullptr;
   PetscScalar* tilde = nullptr;
@@ -879,8 +888,8 @@ void MacCormackAdvectionStep::tangent(Vec dx, Vec dy) {
   PG_CALL(VecGetArrayRead(work_a_, &ta));
   PG_CALL(VecGetArrayRead(work_b_, &ha));
   PG_CALL(VecGetArray(dy, &out));
-  for (size_t e = 0; e < active_.size(); ++e) {
-    const PetscInt a = active_[e];
+  for (size_t e = 0; e < active.size(); ++e) {
+    const PetscInt a = active[e];
     out[e] = a == kUnclamped ? ta[e] + 0.5 * (da[e] - ha[e]) : (a == kExterior ? 0.0 : dl[a]);
   }
   PG_CALL(VecRestoreArray(dy, &out));
@@ -891,6 +900,7 @@ void MacCormackAdvectionStep::tangent(Vec dx, Vec dy) {
 }
 
 void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
+  const std::vector<PetscInt>& active = *pattern_;
   // J = M (A + I/2 - B A / 2) + P  (M: unclamped rows, P: selection of the active node), so
   // J^T w = A^T (u - B^T u / 2) + u / 2 + P^T w  with  u = M w.
   if (departure_->isUniform() && reverse_departure_->isUniform()) {
@@ -901,7 +911,7 @@ void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
   PetscScalar* u = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
   PG_CALL(VecGetArray(work_a_, &u));
-  for (size_t e = 0; e < active_.size(); ++e) u[e] = active_[e] == kUnclamped ? wa[e] : 0.0;
+  for (size_t e = 0; e < active.size(); ++e) u[e] = active[e] == kUnclamped ? wa[e] : 0.0;
   PG_CALL(VecSet(local_b_, 0.0));
   PetscScalar* lb = nullptr;
   PG_CALL(VecGetArray(local_b_, &lb));
@@ -911,13 +921,13 @@ void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
   exchange_.addLocalToGlobal(local_b_, work_b_);  // B^T u
   PetscScalar* r = nullptr;
   PG_CALL(VecGetArray(work_b_, &r));
-  for (size_t e = 0; e < active_.size(); ++e) r[e] = u[e] - 0.5 * r[e];
+  for (size_t e = 0; e < active.size(); ++e) r[e] = u[e] - 0.5 * r[e];
   PG_CALL(VecSet(local_a_, 0.0));
   PetscScalar* la = nullptr;
   PG_CALL(VecGetArray(local_a_, &la));
   departure_->scatterAdd(r, la);
-  for (size_t e = 0; e < active_.size(); ++e) {
-    if (active_[e] >= 0) la[active_[e]] += wa[e];
+  for (size_t e = 0; e < active.size(); ++e) {
+    if (active[e] >= 0) la[active[e]] += wa[e];
   }
   PG_CALL(VecRestoreArray(local_a_, &la));
   PG_CALL(VecRestoreArray(work_b_, &r));
@@ -929,13 +939,14 @@ void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
 }
 
 void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
+  const std::vector<PetscInt>& active = *pattern_;
   // As adjoint(), with A^T and B^T as gathers of the mirrored stencils (no scatter-add, no
   // ghost sum); only P^T w, which lands on arbitrary nodes, goes through the ghost exchange.
   const PetscScalar* wa = nullptr;
   PetscScalar* u = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
   PG_CALL(VecGetArray(work_a_, &u));
-  for (size_t e = 0; e < active_.size(); ++e) u[e] = active_[e] == kUnclamped ? wa[e] : 0.0;
+  for (size_t e = 0; e < active.size(); ++e) u[e] = active[e] == kUnclamped ? wa[e] : 0.0;
   PG_CALL(VecRestoreArray(work_a_, &u));
   // work_b_ = u - B^T u / 2
   uniformSweep(exchange_, *reverse_departure_, true, work_a_, local_b_, work_b_);
@@ -946,8 +957,8 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   PG_CALL(VecSet(local_b_, 0.0));
   PetscScalar* pl = nullptr;
   PG_CALL(VecGetArray(local_b_, &pl));
-  for (size_t e = 0; e < active_.size(); ++e) {
-    if (active_[e] >= 0) pl[active_[e]] += wa[e];
+  for (size_t e = 0; e < active.size(); ++e) {
+    if (active[e] >= 0) pl[active[e]] += wa[e];
   }
   PG_CALL(VecRestoreArray(local_b_, &pl));
   PG_CALL(VecRestoreArrayRead(w, &wa));

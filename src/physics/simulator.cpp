@@ -102,6 +102,8 @@ void Simulator::forward(Vec x, Vec y) {
   const size_t K = steps_.size();
   const bool record = !slots_.empty();
   size_t next_checkpoint = 0;  // index into first_descent_
+  // Until this pass completes (it may throw part-way), the slots describe no x.
+  recorded_ = false;
   if (record) PG_CALL(VecCopy(x, slots_[0]));
   if (record && !binomial_) {
     records_.clear();
@@ -183,7 +185,7 @@ void Simulator::reverseSegment(size_t a, size_t b, size_t slot_a, size_t free_sl
     // recomputed bit for bit, so a record stays valid for its step's state).
     Records records(l);
     auto visitWithRecord = [&](size_t j, Vec state) {
-      if (records[j - a]) steps_[j]->restoreLinearisation(*records[j - a], state);
+      if (records[j - a]) steps_[j]->restoreLinearisation(records[j - a], state);
       callVisit(visit, j, state);
     };
     for (size_t j = b; j-- > a;) {
@@ -225,7 +227,7 @@ void Simulator::reverseSweep(Visit visit, Vec first_in, Vec last_out) {
   if (!binomial_) {
     for (size_t k = K; k-- > 0;) {
       Vec state = k + 1 == K ? last_input_.get() : slots_[k].get();
-      if (records_[k]) steps_[k]->restoreLinearisation(*records_[k], state);
+      if (records_[k]) steps_[k]->restoreLinearisation(records_[k], state);
       callVisit(visit, k, state);
     }
     last_peak_stored_ = static_cast<PetscInt>(K);
@@ -261,7 +263,7 @@ void Simulator::jvp(Vec x, Vec dx, Vec dy) {
     if (!slots_.empty()) s = binomial_ ? state : (k + 1 == K ? last_input_.get() : slots_[k].get());
     Vec out = k + 1 == K ? dy : (k % 2 == 0 ? rev_a_.get() : rev_b_.get());
     if (!binomial_ && !slots_.empty() && records_[k])
-      steps_[k]->restoreLinearisation(*records_[k], s);
+      steps_[k]->restoreLinearisation(records_[k], s);
     steps_[k]->jvp(s, in, out);
     ++counts_.jvp;
     if (binomial_ && k + 1 < K) {

@@ -203,7 +203,7 @@ class MacCormackAdvectionStep final : public Step {
   void vjp(Vec x, Vec w, Vec wx) override;
   /// The clamping pattern of the last forward() (4 bytes per entry).
   std::unique_ptr<LinearisationRecord> recordLinearisation() override;
-  void restoreLinearisation(const LinearisationRecord& record, Vec x) override;
+  void restoreLinearisation(std::shared_ptr<const LinearisationRecord> record, Vec x) override;
   /// Solves S(x) = y by a semismooth Newton method, started from whichever of x0 (the local
   /// inverse around x0 passes through it) and approximateInverse(y) has the smaller
   /// residual.  Each Newton step solves J(x_k) d = S(x_k) - y by GMRES preconditioned with
@@ -270,6 +270,9 @@ class MacCormackAdvectionStep final : public Step {
   bool linearised_ = false;
   VecStamp restored_at_;  // the Vec a restored record belongs to
   bool restored_ = false;
+  std::shared_ptr<const LinearisationRecord> restored_record_;
+  // The clamping pattern jvp/vjp use: active_ (left by forward) or the restored record's.
+  const std::vector<PetscInt>* pattern_ = &active_;
   PetscInt newton_its_ = 0, krylov_its_ = 0;
   std::unique_ptr<detail::KrylovSolver> newton_gmres_, newton_lsqr_;
 };

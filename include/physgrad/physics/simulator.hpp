@@ -78,7 +78,7 @@ class Simulator final : public Step {
   /// Calls visit(k, x_k, ...) for k = K-1 ... 0, threading `first_in` through the
   /// visits into `last_out` (ping-pong through work vectors).
   void reverseSweep(Visit visit, Vec first_in, Vec last_out);
-  using Records = std::vector<std::unique_ptr<LinearisationRecord>>;
+  using Records = std::vector<std::shared_ptr<const LinearisationRecord>>;
   void reverseSegment(size_t a, size_t b, size_t slot_a, size_t free_slots, bool fresh,
                       Visit visit);
   /// Advances the state in `from` (step index a) by n steps into `to`.  With `records`,

@@ -54,13 +54,14 @@ class Step {
   virtual void inverse(Vec x0, Vec y, Vec x);
 
   /// The linearisation of the last forward() call, for a caller that keeps the input x
-  /// unchanged and will call jvp/vjp at it later (a store-all reverse sweep); nullptr when
-  /// the step has nothing worth keeping (linear steps; steps whose record would cost far
-  /// more memory than the state).
+  /// unchanged and will call jvp/vjp at it later (a reverse sweep); nullptr when the step
+  /// has nothing worth keeping (linear steps; steps whose record would cost far more
+  /// memory than the state, or as much work to make as the jvp/vjp saves).
   virtual std::unique_ptr<LinearisationRecord> recordLinearisation() { return nullptr; }
   /// Makes the next jvp/vjp at exactly this Vec x, unmodified since, use `record` (from
-  /// recordLinearisation() right after forward(x)) instead of recomputing it.
-  virtual void restoreLinearisation(const LinearisationRecord& record, Vec x) {
+  /// recordLinearisation() right after forward(x)) instead of recomputing it.  The step
+  /// may hold on to the record (it reads it in place) until the next restore or forward.
+  virtual void restoreLinearisation(std::shared_ptr<const LinearisationRecord> record, Vec x) {
     (void)record;
     (void)x;
   }
