@@ -109,6 +109,8 @@ void Simulator::forward(Vec x, Vec y) {
     records_.clear();
     records_.resize(K);
   }
+  record_cache_.clear();
+  last_peak_records_ = 0;
   Vec in = x;
   for (size_t k = 0; k < K; ++k) {
     if (k + 1 == K && record) {
@@ -129,6 +131,9 @@ void Simulator::forward(Vec x, Vec y) {
     steps_[k]->forward(in, out);
     ++counts_.forward;
     if (record && !binomial_) records_[k] = steps_[k]->recordLinearisation();
+    // Binomial: the sweep's record cache ends the pass holding the last c steps' records
+    // (the ones its policy would keep), so only those are made.
+    if (binomial_ && k + slots_.size() >= K) offerRecord(k);
     in = out;
   }
   if (record) {
@@ -147,7 +152,21 @@ void Simulator::ensureRecorded(Vec x) {
   }
 }
 
-void Simulator::advance(size_t a, size_t n, Vec from, Vec to, Records* records) {
+void Simulator::offerRecord(size_t k) {
+  const size_t capacity = slots_.size();
+  if (capacity == 0 || record_cache_.count(k)) return;
+  if (record_cache_.size() == capacity) {
+    // Full: the record used last (the lowest step: the sweep visits steps downwards) goes,
+    // which may be the one on offer.
+    auto lowest = record_cache_.begin();
+    if (lowest->first > k) return;
+    record_cache_.erase(lowest);
+  }
+  if (auto r = steps_[k]->recordLinearisation()) record_cache_.emplace(k, std::move(r));
+  last_peak_records_ = std::max(last_peak_records_, static_cast<PetscInt>(record_cache_.size()));
+}
+
+void Simulator::advance(size_t a, size_t n, Vec from, Vec to) {
   // Intermediate states alternate between `to` and another buffer, by parity, so that
   // the last one lands in `to` and no step reads and writes the same Vec.
   Vec other = to == adv_a_.get() ? adv_b_.get() : adv_a_.get();
@@ -158,7 +177,7 @@ void Simulator::advance(size_t a, size_t n, Vec from, Vec to, Records* records) 
     ++counts_.forward;
     ++counts_.recomputed;
     ++last_recomputed_;
-    if (records && !(*records)[i]) (*records)[i] = steps_[a + i]->recordLinearisation();
+    offerRecord(a + i);
     in = out;
   }
 }
@@ -166,6 +185,15 @@ void Simulator::advance(size_t a, size_t n, Vec from, Vec to, Records* records) 
 void Simulator::callVisit(Visit visit, size_t k, Vec state) {
   Vec in = sweep_visits_ == 0 ? sweep_in_ : (sweep_visits_ % 2 ? rev_a_.get() : rev_b_.get());
   Vec out = k == 0 ? sweep_out_ : (sweep_visits_ % 2 ? rev_b_.get() : rev_a_.get());
+  if (binomial_) {
+    auto cached = record_cache_.find(k);
+    if (cached != record_cache_.end()) {
+      steps_[k]->restoreLinearisation(cached->second, state);
+      record_cache_.erase(cached);  // a step is visited once per sweep
+    } else {
+      ++last_unrecorded_;
+    }
+  }
   (this->*visit)(k, state, in, out);
   ++sweep_visits_;
 }
@@ -179,23 +207,16 @@ void Simulator::reverseSegment(size_t a, size_t b, size_t slot_a, size_t free_sl
   }
   if (free_slots == 0) {
     // One slot: recompute from x_a for every step of the segment.  In a fresh sweep the
-    // input of the last step is still held from the forward pass.  The first advance
-    // passes through every step but the last: their linearisation records are kept for
-    // the segment, so that no visit re-runs its step just to linearise it (the states are
-    // recomputed bit for bit, so a record stays valid for its step's state).
-    Records records(l);
-    auto visitWithRecord = [&](size_t j, Vec state) {
-      if (records[j - a]) steps_[j]->restoreLinearisation(records[j - a], state);
-      callVisit(visit, j, state);
-    };
+    // input of the last step is still held from the forward pass.  The linearisation
+    // records of the steps these advances pass through land in the record cache.
     for (size_t j = b; j-- > a;) {
       if (j == a) {
-        visitWithRecord(a, slots_[slot_a]);
+        callVisit(visit, a, slots_[slot_a]);
       } else if (fresh && j == b - 1) {
         callVisit(visit, j, last_input_);
       } else {
-        advance(a, j - a, slots_[slot_a], adv_a_, &records);
-        visitWithRecord(j, adv_a_);
+        advance(a, j - a, slots_[slot_a], adv_a_);
+        callVisit(visit, j, adv_a_);
       }
     }
     return;
@@ -219,6 +240,7 @@ void Simulator::reverseSweep(Visit visit, Vec first_in, Vec last_out) {
   sweep_out_ = last_out;
   sweep_visits_ = 0;
   last_recomputed_ = 0;
+  last_unrecorded_ = 0;
   if (slots_.empty()) {  // linear: states are not needed
     for (size_t k = K; k-- > 0;) callVisit(visit, k, nullptr);
     last_peak_stored_ = 0;
@@ -236,6 +258,7 @@ void Simulator::reverseSweep(Visit visit, Vec first_in, Vec last_out) {
   stored_now_ = 1;  // x_0
   last_peak_stored_ = 1;
   reverseSegment(0, K, 0, slots_.size() - 1, true, visit);
+  record_cache_.clear();
   // The sweep reused the slots for later checkpoints: the recording is spent, and a
   // further sweep at the same x starts with a fresh forward pass.
   recorded_ = false;
@@ -255,7 +278,9 @@ void Simulator::jvp(Vec x, Vec dx, Vec dy) {
   const size_t K = steps_.size();
   ensureRecorded(x);
   // Store-all and linear simulators have the states (or need none); with checkpoints the
-  // states are re-advanced alongside the tangent.
+  // states are re-advanced alongside the tangent, each step run forward before its jvp so
+  // that the jvp finds the step linearised at its state (the last step, which is not
+  // re-run, takes its record from the forward pass where the cache holds it).
   Vec state = binomial_ ? slots_[0].get() : nullptr;
   Vec in = dx;
   for (size_t k = 0; k < K; ++k) {
@@ -264,15 +289,19 @@ void Simulator::jvp(Vec x, Vec dx, Vec dy) {
     Vec out = k + 1 == K ? dy : (k % 2 == 0 ? rev_a_.get() : rev_b_.get());
     if (!binomial_ && !slots_.empty() && records_[k])
       steps_[k]->restoreLinearisation(records_[k], s);
-    steps_[k]->jvp(s, in, out);
-    ++counts_.jvp;
+    Vec next = nullptr;
     if (binomial_ && k + 1 < K) {
-      Vec next = (state == adv_a_.get()) ? adv_b_.get() : adv_a_.get();
+      next = (state == adv_a_.get()) ? adv_b_.get() : adv_a_.get();
       steps_[k]->forward(state, next);
       ++counts_.forward;
       ++counts_.recomputed;
-      state = next;
+    } else if (binomial_) {
+      auto cached = record_cache_.find(k);
+      if (cached != record_cache_.end()) steps_[k]->restoreLinearisation(cached->second, s);
     }
+    steps_[k]->jvp(s, in, out);
+    ++counts_.jvp;
+    if (next) state = next;
     in = out;
   }
 }

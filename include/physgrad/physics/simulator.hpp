@@ -10,6 +10,7 @@
 // the recording when asked about the same x and recompute it otherwise.  Simulators of
 // linear steps record nothing: their maps do not depend on the point.
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -26,10 +27,10 @@ struct StepCounts {
 /// Memory policy of the reverse sweeps.
 struct CheckpointOptions {
   /// 0: store every state (K states, plus linearisation records where steps offer
-  /// them).  c >= 1: at most c stored states (x_0 included), and records only for the
-  /// steps of the innermost segment being reversed,
-  /// binomial schedule; the sweep also holds the state being advanced and the input of
-  /// the last step, which the forward pass leaves behind anyway.
+  /// them).  c >= 1: at most c stored states (x_0 included), binomial schedule, and at
+  /// most c linearisation records (those of the steps the sweep visits next, wherever a
+  /// forward or recomputing pass made them); the sweep also holds the state being
+  /// advanced and the input of the last step, which the forward pass leaves behind anyway.
   PetscInt checkpoints = 0;
 
   /// Reads -checkpoints (listed in -help); throws InputError for negative values.
@@ -64,6 +65,12 @@ class Simulator final : public Step {
   const StepCounts& counts() const { return counts_; }
   /// Forward steps the last reverse sweep recomputed.
   long lastRecomputed() const { return last_recomputed_; }
+  /// Visits of the last binomial reverse sweep that found no linearisation record (for a
+  /// step that offers records, each re-linearises its step: one more forward).
+  long lastUnrecordedVisits() const { return last_unrecorded_; }
+  /// Most linearisation records the binomial record cache held at once since the last
+  /// forward pass (at most c).
+  PetscInt lastPeakRecords() const { return last_peak_records_; }
   /// Most checkpoint slots holding a state at once during the last reverse sweep.
   PetscInt lastPeakStored() const { return last_peak_stored_; }
   /// Slots available: K for store-all, c otherwise.
@@ -81,10 +88,13 @@ class Simulator final : public Step {
   using Records = std::vector<std::shared_ptr<const LinearisationRecord>>;
   void reverseSegment(size_t a, size_t b, size_t slot_a, size_t free_slots, bool fresh,
                       Visit visit);
-  /// Advances the state in `from` (step index a) by n steps into `to`.  With `records`,
-  /// also keeps the linearisation record of step a+i in (*records)[i] where that slot is
-  /// still empty.
-  void advance(size_t a, size_t n, Vec from, Vec to, Records* records = nullptr);
+  /// Advances the state in `from` (step index a) by n steps into `to`, offering each
+  /// step's linearisation record to the record cache.
+  void advance(size_t a, size_t n, Vec from, Vec to);
+  /// Binomial sweeps: keeps the record of step k, which has just run forward, if it is
+  /// among the c records the sweep will use soonest (the highest steps not yet visited:
+  /// the sweep visits downwards, so dropping the lowest is the optimal eviction).
+  void offerRecord(size_t k);
   void visitVjp(size_t k, Vec state, Vec in, Vec out);
   void visitInverse(size_t k, Vec state, Vec in, Vec out);
   void callVisit(Visit visit, size_t k, Vec state);
@@ -94,6 +104,9 @@ class Simulator final : public Step {
   std::vector<OwnedVec> slots_;  // store-all: slot k = x_k; binomial: checkpoints
   // Store-all: what forward(x_k) of step k left for its jvp/vjp (null if nothing).
   Records records_;
+  // Binomial: at most c linearisation records by step, made wherever the forward pass or
+  // an advance ran a step and used (then dropped) when the sweep visits it.
+  std::map<size_t, std::shared_ptr<const LinearisationRecord>> record_cache_;
   std::vector<size_t> first_descent_;  // binomial: step indices stored by forward()
   OwnedVec last_input_;                // x_{K-1}, left by the forward pass
   OwnedVec recorded_at_;               // the x the recording belongs to
@@ -103,8 +116,8 @@ class Simulator final : public Step {
   Vec sweep_in_ = nullptr, sweep_out_ = nullptr;
   size_t sweep_visits_ = 0;
   PetscInt stored_now_ = 0;
-  long last_recomputed_ = 0;
-  PetscInt last_peak_stored_ = 0;
+  long last_recomputed_ = 0, last_unrecorded_ = 0;
+  PetscInt last_peak_stored_ = 0, last_peak_records_ = 0;
   StepCounts counts_;
 };
 
