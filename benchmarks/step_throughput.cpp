@@ -290,13 +290,15 @@ int run() {
     const PetscInt K = o.gradient_steps;
     const PetscInt sqrt_k = std::max<PetscInt>(1, static_cast<PetscInt>(std::lround(std::sqrt(K))));
     pg::rootPrintf(
-        "\nGradient (forward + reverse sweep) / forward (median of interleaved pairs), K = %d "
-        "steps on %d^2, "
+        "\nGradient (the simulator's recording forward pass + its reverse sweep) / forward (K "
+        "plain steps), median of interleaved pairs, K = %d steps on %d^2, "
         "store-all vs %d checkpoints (linear steps store no states: both columns "
         "measure the same sweep); and one step's vjp right after its forward at the same state "
-        "against that forward:\n\n| step | linear | forward ms | ratio store-all | "
-        "ratio sqrt(K) checkpoints | recomputed steps | one step: vjp / forward |\n"
-        "|---|---|---:|---:|---:|---:|---:|\n",
+        "against that forward.  Recomputed steps and visits without a linearisation record "
+        "(each re-linearises its step) are those of the checkpointed sweep:\n\n"
+        "| step | linear | forward ms | ratio store-all | ratio sqrt(K) checkpoints | "
+        "recomputed steps | visits without a record | one step: vjp / forward |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|\n",
         static_cast<int>(K), static_cast<int>(o.gradient_n), static_cast<int>(sqrt_k));
     for (const auto& name : o.gradient_types) {
       const benchmarks::StepEntry& entry = benchmarks::findStep(name);
@@ -322,7 +324,7 @@ int run() {
           o.gradient_reps, [&] { step->vjp(x, w, g); }, [&] { step->forward(x, y); });
       double ratio[2] = {0, 0};
       double forward_time = 0;
-      long recomputed = 0;
+      long recomputed = 0, unrecorded = 0;
       for (int variant = 0; variant < 2; ++variant) {
         pg::CheckpointOptions cp;
         cp.checkpoints = variant == 0 ? 0 : sqrt_k;
@@ -340,10 +342,11 @@ int run() {
         ratio[variant] = t.median_f_over_g;
         if (variant == 0) forward_time = tf;
         recomputed = sim.lastRecomputed();
+        unrecorded = sim.lastUnrecordedVisits();
       }
-      pg::rootPrintf("| %s | %s | %.1f | %.2f | %.2f | %ld | %.2f |\n", name.c_str(),
+      pg::rootPrintf("| %s | %s | %.1f | %.2f | %.2f | %ld | %ld | %.2f |\n", name.c_str(),
                      step->isLinear() ? "yes" : "no", 1e3 * forward_time, ratio[0], ratio[1],
-                     recomputed, single.median_f_over_g);
+                     recomputed, unrecorded, single.median_f_over_g);
     }
   }
   pg::rootPrintf("\nresults in %s\n", o.output.c_str());

@@ -185,7 +185,7 @@ void Simulator::advance(size_t a, size_t n, Vec from, Vec to) {
 void Simulator::callVisit(Visit visit, size_t k, Vec state) {
   Vec in = sweep_visits_ == 0 ? sweep_in_ : (sweep_visits_ % 2 ? rev_a_.get() : rev_b_.get());
   Vec out = k == 0 ? sweep_out_ : (sweep_visits_ % 2 ? rev_b_.get() : rev_a_.get());
-  if (binomial_) {
+  if (binomial_ && !slots_.empty()) {
     auto cached = record_cache_.find(k);
     if (cached != record_cache_.end()) {
       steps_[k]->restoreLinearisation(cached->second, state);
