@@ -371,6 +371,20 @@ void uniformSweep(const CornerGhostExchange& exchange, const InterpolationTable&
   PG_CALL(VecRestoreArrayRead(in, &ia));
 }
 
+/// The entry of the global (owned) array holding local-array entry `local`, or -1 when that
+/// entry is a ghost.
+PetscInt ownedEntry(const LocalArrayLayout& layout, PetscInt local) {
+  PetscInt rest = local, owned = 0;
+  for (int a = 2; a >= 0; --a) {
+    const PetscInt stride = layout.stride(a);
+    const PetscInt i = rest / stride + layout.ghostStart(a) - layout.ownedStart(a);
+    rest %= stride;
+    if (i < 0 || i >= layout.ownedSize(a)) return -1;
+    owned = owned * layout.ownedSize(a) + i;
+  }
+  return owned * layout.dof() + rest;
+}
+
 /// The global count of entries of `active` other than `unclamped` (collective).
 PetscInt countClamped(const Grid& grid, const std::vector<PetscInt>& active, PetscInt unclamped) {
   PetscInt local = 0, global = 0;
@@ -687,14 +701,17 @@ MacCormackAdvectionStep::~MacCormackAdvectionStep() = default;
 
 void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const InterpolationTable& back,
                                     Vec x, Vec y, std::vector<PetscInt>& active) {
-  exchange_.globalToLocal(x, local_a_);
+  exchange_.globalToLocal(x, local_a_);  // the limiter reads x at the nodes, ghosts included
   const PetscScalar* xl = nullptr;
   PetscScalar* tilde = nullptr;
   PG_CALL(VecGetArrayRead(local_a_, &xl));
   PG_CALL(VecGetArray(work_a_, &tilde));
   ahead.gather(xl, tilde);
   PG_CALL(VecRestoreArray(work_a_, &tilde));
-  gatherThrough(back, work_a_, local_b_, work_b_);
+  if (back.isUniform())
+    uniformSweep(exchange_, back, false, work_a_, local_b_, work_b_);  // ghosts only
+  else
+    gatherThrough(back, work_a_, local_b_, work_b_);
 
   const PetscScalar *xa = nullptr, *ta = nullptr, *ha = nullptr;
   PetscScalar* ya = nullptr;
@@ -748,14 +765,11 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
                                            const PetscScalar* xl, PetscScalar* ya,
                                            std::vector<PetscInt>& active) const {
   // The same bounds, node order and tie rule as nodeRangeAt, with the stencil's nodes at
-  // fixed offsets from each entry (every node carries data: periodic grids only).  Row by
-  // row: a vector pass clamps and marks the clamped entries, then a scalar pass finds the
-  // node each clamped entry took its value from (the first attaining the bound; a bound is
-  // a node's value, so the search always ends there).
+  // fixed offsets from each entry (every node carries data: periodic grids only), 8
+  // entries at a time; the few clamped entries then look up the node they took.
   const LocalArrayLayout& layout = ahead.layout();
   const std::vector<PetscInt>& nodes = ahead.uniformOffsets();
   const PetscInt entries = layout.ownedSize(0) * layout.dof();
-  std::vector<signed char> side(static_cast<size_t>(entries));
   withStencilShape(grid().dim(), Interpolation::Linear, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
     constexpr int K = D == 1 ? N : (D == 2 ? N * N : N * N * N);
@@ -769,12 +783,23 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
         const PetscScalar* __restrict x = xl + row;
         const PetscScalar* __restrict t = ta + first, * __restrict h = ha + first, * __restrict xo = xa + first;
         PetscScalar* __restrict y = ya + first;
-        signed char* __restrict sd = side.data();
+        PetscInt* __restrict act = active.data() + first;
+        // The node a clamped entry e took its value from: the first attaining the bound (a
+        // bound is a node's value, so the search always ends there).
+        const auto clampedTo = [&](PetscInt e) {
+          int m = 0;
+          while (m + 1 < K && x[e + o[m]] != y[e]) ++m;
+          return row + e + o[m];
+        };
         PetscInt i = 0;
 #if defined(__AVX512F__)
         // The loop below, 8 entries at a time (GCC 12 leaves it scalar): min/max select
         // like `v < lo ? v : lo`, and the corrected value formed with the same operations.
+        // Clamping is rare on resolved fields: a block without it writes its pattern as
+        // one vector store.
         const __m512d half = _mm512_set1_pd(0.5);
+        const __m256i unclamped = _mm256_set1_epi32(kUnclamped);
+        static_assert(sizeof(PetscInt) == 4, "the pattern is stored as 32-bit integers");
         for (; i + 8 <= entries; i += 8) {
           __m512d lo = _mm512_loadu_pd(x + i + o[0]), hi = lo;
           for (int m = 1; m < K; ++m) {
@@ -790,8 +815,12 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
           __m512d out = _mm512_mask_blend_pd(above, corrected, hi);
           out = _mm512_mask_blend_pd(below, out, lo);
           _mm512_storeu_pd(y + i, out);
-          const unsigned clamped = static_cast<unsigned>(below | above);
-          for (int b = 0; b < 8; ++b) sd[i + b] = static_cast<signed char>((clamped >> b) & 1u);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(act + i), unclamped);
+          for (unsigned clamped = static_cast<unsigned>(below | above); clamped != 0;
+               clamped &= clamped - 1) {
+            const PetscInt e = i + __builtin_ctz(clamped);
+            act[e] = clampedTo(e);
+          }
         }
 #endif
         for (; i < entries; ++i) {
@@ -804,17 +833,7 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
           const double corrected = t[i] + 0.5 * (xo[i] - h[i]);
           const bool below = corrected<lo, above = corrected> hi;
           y[i] = below ? lo : (above ? hi : corrected);
-          sd[i] = static_cast<signed char>(below || above ? 1 : 0);
-        }
-        PetscInt* act = active.data() + first;
-        for (PetscInt e = 0; e < entries; ++e) {
-          if (sd[e] == 0) {
-            act[e] = kUnclamped;
-            continue;
-          }
-          int m = 0;  // the first node holding the bound y took
-          while (m + 1 < K && x[e + o[m]] != y[e]) ++m;
-          act[e] = row + e + o[m];
+          act[i] = below || above ? clampedTo(i) : kUnclamped;
         }
       }
     }
@@ -953,16 +972,27 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   PG_CALL(VecAYPX(work_b_, -0.5, work_a_));
   // wx = A^T (u - B^T u / 2)
   uniformSweep(exchange_, *departure_, true, work_b_, local_a_, wx);
-  // + P^T w, then + u / 2
-  PG_CALL(VecSet(local_b_, 0.0));
-  PetscScalar* pl = nullptr;
+  // + P^T w, then + u / 2.  Clamped entries are few: each adds its w into wx at the node it
+  // took where this rank owns that node, else into the ghost entry of local_b_ (whose ghost
+  // entries alone are zeroed first), which the ghost-only exchange sums into the owner.
+  const LocalArrayLayout& layout = departure_->layout();
+  PetscScalar *pl = nullptr, *wxa = nullptr;
   PG_CALL(VecGetArray(local_b_, &pl));
+  PG_CALL(VecGetArray(wx, &wxa));
+  zeroGhostEntries(layout, pl);
   for (size_t e = 0; e < active.size(); ++e) {
-    if (active[e] >= 0) pl[active[e]] += wa[e];
+    const PetscInt node = active[e];
+    if (node < 0) continue;
+    const PetscInt owned = ownedEntry(layout, node);
+    if (owned >= 0)
+      wxa[owned] += wa[e];
+    else
+      pl[node] += wa[e];
   }
+  PG_CALL(VecRestoreArray(wx, &wxa));
   PG_CALL(VecRestoreArray(local_b_, &pl));
   PG_CALL(VecRestoreArrayRead(w, &wa));
-  exchange_.addLocalToGlobal(local_b_, wx);
+  exchange_.addGhostsToGlobal(local_b_, wx);
   PG_CALL(VecAXPY(wx, 0.5, work_a_));
 }
 
