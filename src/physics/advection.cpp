@@ -701,25 +701,34 @@ MacCormackAdvectionStep::~MacCormackAdvectionStep() = default;
 
 void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const InterpolationTable& back,
                                     Vec x, Vec y, std::vector<PetscInt>& active) {
-  exchange_.globalToLocal(x, local_a_);  // the limiter reads x at the nodes, ghosts included
-  const PetscScalar* xl = nullptr;
+  // With a constant velocity every kernel reads the owned values of x from x itself and only
+  // the ghosts from local_a_; otherwise the per-point tables read the full local copy.
+  const bool uniform = ahead.isUniform() && back.isUniform();
+  if (uniform)
+    exchange_.ghostsToLocal(x, local_a_);
+  else
+    exchange_.globalToLocal(x, local_a_);
+  const PetscScalar *xl = nullptr, *xa = nullptr;
   PetscScalar* tilde = nullptr;
   PG_CALL(VecGetArrayRead(local_a_, &xl));
+  PG_CALL(VecGetArrayRead(x, &xa));
   PG_CALL(VecGetArray(work_a_, &tilde));
-  ahead.gather(xl, tilde);
+  if (uniform)
+    ahead.gatherSplit(xa, xl, tilde);
+  else
+    ahead.gather(xl, tilde);
   PG_CALL(VecRestoreArray(work_a_, &tilde));
-  if (back.isUniform())
-    uniformSweep(exchange_, back, false, work_a_, local_b_, work_b_);  // ghosts only
+  if (uniform)
+    uniformSweep(exchange_, back, false, work_a_, local_b_, work_b_);
   else
     gatherThrough(back, work_a_, local_b_, work_b_);
 
-  const PetscScalar *xa = nullptr, *ta = nullptr, *ha = nullptr;
+  const PetscScalar *ta = nullptr, *ha = nullptr;
   PetscScalar* ya = nullptr;
-  PG_CALL(VecGetArrayRead(x, &xa));
   PG_CALL(VecGetArrayRead(work_a_, &ta));
   PG_CALL(VecGetArrayRead(work_b_, &ha));
   PG_CALL(VecGetArray(y, &ya));
-  if (ahead.isUniform()) {
+  if (uniform) {
     limitUniform(ahead, xa, ta, ha, xl, ya, active);
   } else {
     limitPerPoint(ahead, xa, ta, ha, xl, ya, active);
@@ -765,45 +774,96 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
                                            const PetscScalar* xl, PetscScalar* ya,
                                            std::vector<PetscInt>& active) const {
   // The same bounds, node order and tie rule as nodeRangeAt, with the stencil's nodes at
-  // fixed offsets from each entry (every node carries data: periodic grids only), 8
-  // entries at a time; the few clamped entries then look up the node they took.
+  // fixed offsets from each entry (every node carries data: periodic grids only).  x is
+  // split: owned values in xa (the global array), ghosts in xl (the local array, whose
+  // owned entries are not read).  A node of an entry lies in a row of the owned box or in
+  // a ghost row; in an owned row, entries near the row ends reach x-ghosts.  So each row
+  // runs a body, where every node is read straight from its source row, 8 entries at a
+  // time, and two ends, where each node value is looked up.  Clamped entries (few) then
+  // look up the node they took; the pattern holds local-array offsets.
   const LocalArrayLayout& layout = ahead.layout();
   const std::vector<PetscInt>& nodes = ahead.uniformOffsets();
-  const PetscInt entries = layout.ownedSize(0) * layout.dof();
+  const PetscInt dof = layout.dof();
+  const PetscInt entries = layout.ownedSize(0) * dof;
   withStencilShape(grid().dim(), Interpolation::Linear, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
     constexpr int K = D == 1 ? N : (D == 2 ? N * N : N * N * N);
-    PetscInt o[K];
-    for (int m = 0; m < K; ++m) o[m] = nodes[static_cast<size_t>(m)];
+    // Node m as a displacement in points (dx, dy, dz): o[m] = dx dof + dy s1 + dz s2, each
+    // term far below half the next stride (a stencil reaches at most the ghost width).
+    PetscInt o[K], dx[K], dy[K], dz[K];
+    PetscInt dx_min = 0, dx_max = 0;
+    for (int m = 0; m < K; ++m) {
+      o[m] = nodes[static_cast<size_t>(m)];
+      PetscInt rest = o[m];
+      const auto take = [&rest](PetscInt stride) {
+        const PetscInt q =
+            rest >= 0 ? (rest + stride / 2) / stride : -((-rest + stride / 2) / stride);
+        rest -= q * stride;
+        return q;
+      };
+      dz[m] = D > 2 ? take(layout.stride(2)) : 0;
+      dy[m] = D > 1 ? take(layout.stride(1)) : 0;
+      dx[m] = take(dof);
+      dx_min = std::min(dx_min, dx[m]);
+      dx_max = std::max(dx_max, dx[m]);
+    }
+    // The body: entries whose nodes in owned rows stay inside the row.
+    const PetscInt body_begin = std::min(entries, -dx_min * dof);
+    const PetscInt body_end = std::max(body_begin, entries - dx_max * dof);
+    const PetscInt ny = layout.ownedSize(1), nz = layout.ownedSize(2);
     PetscInt first = 0;
-    for (PetscInt k = 0; k < layout.ownedSize(2); ++k) {
-      for (PetscInt j = 0; j < layout.ownedSize(1); ++j, first += entries) {
+    for (PetscInt k = 0; k < nz; ++k) {
+      for (PetscInt j = 0; j < ny; ++j, first += entries) {
         const PetscInt row = layout.arrayOffset(layout.ownedStart(0), layout.ownedStart(1) + j,
                                                 layout.ownedStart(2) + k);
-        const PetscScalar* __restrict x = xl + row;
-        const PetscScalar* __restrict t = ta + first, * __restrict h = ha + first, * __restrict xo = xa + first;
-        PetscScalar* __restrict y = ya + first;
-        PetscInt* __restrict act = active.data() + first;
+        // src[m][e]: node m of entry e in the body; owned[m]: its row is an owned one.
+        const PetscScalar* src[K];
+        bool owned[K];
+        for (int m = 0; m < K; ++m) {
+          const PetscInt jm = j + dy[m], km = k + dz[m];
+          owned[m] = jm >= 0 && jm < ny && km >= 0 && km < nz;
+          src[m] = owned[m] ? xa + (km * ny + jm) * entries + dx[m] * dof : xl + row + o[m];
+        }
+        // Node m of any entry e of the row.
+        const auto node = [&](int m, PetscInt e) {
+          const PetscInt at = e + dx[m] * dof;
+          return owned[m] && (at < 0 || at >= entries) ? xl[row + e + o[m]] : src[m][e];
+        };
+        const PetscScalar *t = ta + first, *h = ha + first, *xo = xa + first;
+        PetscScalar* y = ya + first;
+        PetscInt* act = active.data() + first;
         // The node a clamped entry e took its value from: the first attaining the bound (a
         // bound is a node's value, so the search always ends there).
         const auto clampedTo = [&](PetscInt e) {
           int m = 0;
-          while (m + 1 < K && x[e + o[m]] != y[e]) ++m;
+          while (m + 1 < K && node(m, e) != y[e]) ++m;
           return row + e + o[m];
         };
-        PetscInt i = 0;
+        const auto limitOne = [&](PetscInt i) {
+          double lo = node(0, i), hi = lo;
+          for (int m = 1; m < K; ++m) {
+            const double v = node(m, i);
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+          }
+          const double corrected = t[i] + 0.5 * (xo[i] - h[i]);
+          const bool below = corrected<lo, above = corrected> hi;
+          y[i] = below ? lo : (above ? hi : corrected);
+          act[i] = below || above ? clampedTo(i) : kUnclamped;
+        };
+        for (PetscInt i = 0; i < body_begin; ++i) limitOne(i);
+        PetscInt i = body_begin;
 #if defined(__AVX512F__)
-        // The loop below, 8 entries at a time (GCC 12 leaves it scalar): min/max select
-        // like `v < lo ? v : lo`, and the corrected value formed with the same operations.
-        // Clamping is rare on resolved fields: a block without it writes its pattern as
-        // one vector store.
+        // GCC 12 leaves this loop scalar: min/max select like `v < lo ? v : lo`, and the
+        // corrected value formed with the same operations.  Clamping is rare on resolved
+        // fields: a block without it writes its pattern as one vector store.
         const __m512d half = _mm512_set1_pd(0.5);
         const __m256i unclamped = _mm256_set1_epi32(kUnclamped);
         static_assert(sizeof(PetscInt) == 4, "the pattern is stored as 32-bit integers");
-        for (; i + 8 <= entries; i += 8) {
-          __m512d lo = _mm512_loadu_pd(x + i + o[0]), hi = lo;
+        for (; i + 8 <= body_end; i += 8) {
+          __m512d lo = _mm512_loadu_pd(src[0] + i), hi = lo;
           for (int m = 1; m < K; ++m) {
-            const __m512d v = _mm512_loadu_pd(x + i + o[m]);
+            const __m512d v = _mm512_loadu_pd(src[m] + i);
             lo = _mm512_min_pd(v, lo);
             hi = _mm512_max_pd(v, hi);
           }
@@ -823,18 +883,7 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
           }
         }
 #endif
-        for (; i < entries; ++i) {
-          double lo = x[i + o[0]], hi = lo;
-          for (int m = 1; m < K; ++m) {
-            const double v = x[i + o[m]];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-          }
-          const double corrected = t[i] + 0.5 * (xo[i] - h[i]);
-          const bool below = corrected<lo, above = corrected> hi;
-          y[i] = below ? lo : (above ? hi : corrected);
-          act[i] = below || above ? clampedTo(i) : kUnclamped;
-        }
+        for (; i < entries; ++i) limitOne(i);
       }
     }
   });
