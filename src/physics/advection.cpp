@@ -728,7 +728,7 @@ void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const Inter
   PG_CALL(VecGetArrayRead(work_a_, &ta));
   PG_CALL(VecGetArrayRead(work_b_, &ha));
   PG_CALL(VecGetArray(y, &ya));
-  if (uniform) {
+  if (ahead.isUniform()) {  // reads owned values from xa: right with either exchange
     limitUniform(ahead, xa, ta, ha, xl, ya, active);
   } else {
     limitPerPoint(ahead, xa, ta, ha, xl, ya, active);
