@@ -4,7 +4,7 @@
 #   256^3 (advection with a constant velocity: one stencil for all points), the
 #   interpolating steps with a Taylor-Green vortex (per-point stencil tables) at 2048^2 and
 #   128^3, and the gradient/forward cost ratios;
-#   the explicit stencil with streaming stores on (auto) and off, beside a plain loop;
+#   the explicit stencil with streaming stores always on and always off, beside a plain loop;
 #   the optimiser race on the heat inverse problem (who reaches which error how fast).
 # Usage: benchmarks/run_benchmarks.sh [max_ranks (default 2)] [part ...]
 #   parts: throughput (step_throughput.md), tables (step_throughput_b.md: per-point tables
@@ -63,7 +63,7 @@ if wanted explicit; then
   {
     echo "# $(date -u +%Y-%m-%dT%H:%MZ): the explicit stencil with and without streaming stores"
     for np in $(seq 1 "$max_ranks"); do
-      for mode in auto never; do
+      for mode in always never; do
         throughput "$np" -n2 4096 -n3 256 \
           -reps 10 -gradient_steps 0 -steps explicit_diffusion -streaming_stores "$mode" \
           -output "$out/explicit_reference_np${np}_${mode}.csv"

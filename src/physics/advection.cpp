@@ -385,6 +385,31 @@ PetscInt ownedEntry(const LocalArrayLayout& layout, PetscInt local) {
   return owned * layout.dof() + rest;
 }
 
+/// u = w on the entries the limiter left unclamped, 0 elsewhere; `to_node` lists the entries
+/// clamped to a node (those with active >= 0; few on resolved fields), all in one pass.
+void maskUnclamped(const std::vector<PetscInt>& active, const PetscScalar* w, PetscScalar* u,
+                   std::vector<PetscInt>& to_node, PetscInt unclamped_tag) {
+  to_node.clear();
+  const PetscInt entries = static_cast<PetscInt>(active.size());
+  PetscInt e = 0;
+#if defined(__AVX512F__)
+  static_assert(sizeof(PetscInt) == 4, "the pattern is read as 32-bit integers");
+  const __m512i unclamped = _mm512_set1_epi32(unclamped_tag), zero = _mm512_setzero_si512();
+  for (; e + 16 <= entries; e += 16) {
+    const __m512i a = _mm512_loadu_si512(active.data() + e);
+    const __mmask16 keep = _mm512_cmpeq_epi32_mask(a, unclamped);
+    _mm512_storeu_pd(u + e, _mm512_maskz_loadu_pd(static_cast<__mmask8>(keep), w + e));
+    _mm512_storeu_pd(u + e + 8, _mm512_maskz_loadu_pd(static_cast<__mmask8>(keep >> 8), w + e + 8));
+    for (unsigned c = _mm512_cmpge_epi32_mask(a, zero); c != 0; c &= c - 1)
+      to_node.push_back(e + __builtin_ctz(c));
+  }
+#endif
+  for (; e < entries; ++e) {
+    u[e] = active[e] == unclamped_tag ? w[e] : 0.0;
+    if (active[e] >= 0) to_node.push_back(e);
+  }
+}
+
 /// The global count of entries of `active` other than `unclamped` (collective).
 PetscInt countClamped(const Grid& grid, const std::vector<PetscInt>& active, PetscInt unclamped) {
   PetscInt local = 0, global = 0;
@@ -979,7 +1004,7 @@ void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
   PetscScalar* u = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
   PG_CALL(VecGetArray(work_a_, &u));
-  for (size_t e = 0; e < active.size(); ++e) u[e] = active[e] == kUnclamped ? wa[e] : 0.0;
+  maskUnclamped(active, wa, u, clamped_entries_, kUnclamped);  // u = M w
   PG_CALL(VecSet(local_b_, 0.0));
   PetscScalar* lb = nullptr;
   PG_CALL(VecGetArray(local_b_, &lb));
@@ -994,9 +1019,7 @@ void MacCormackAdvectionStep::adjoint(Vec w, Vec wx) {
   PetscScalar* la = nullptr;
   PG_CALL(VecGetArray(local_a_, &la));
   departure_->scatterAdd(r, la);
-  for (size_t e = 0; e < active.size(); ++e) {
-    if (active[e] >= 0) la[active[e]] += wa[e];
-  }
+  for (const PetscInt c : clamped_entries_) la[active[c]] += wa[c];  // + P^T w
   PG_CALL(VecRestoreArray(local_a_, &la));
   PG_CALL(VecRestoreArray(work_b_, &r));
   PG_CALL(VecRestoreArray(work_a_, &u));
@@ -1014,7 +1037,7 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   PetscScalar* u = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
   PG_CALL(VecGetArray(work_a_, &u));
-  for (size_t e = 0; e < active.size(); ++e) u[e] = active[e] == kUnclamped ? wa[e] : 0.0;
+  maskUnclamped(active, wa, u, clamped_entries_, kUnclamped);  // u = M w
   PG_CALL(VecRestoreArray(work_a_, &u));
   // work_b_ = u - B^T u / 2
   uniformSweep(exchange_, *reverse_departure_, true, work_a_, local_b_, work_b_);
@@ -1029,14 +1052,13 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   PG_CALL(VecGetArray(local_b_, &pl));
   PG_CALL(VecGetArray(wx, &wxa));
   zeroGhostEntries(layout, pl);
-  for (size_t e = 0; e < active.size(); ++e) {
-    const PetscInt node = active[e];
-    if (node < 0) continue;
+  for (const PetscInt c : clamped_entries_) {
+    const PetscInt node = active[c];
     const PetscInt owned = ownedEntry(layout, node);
     if (owned >= 0)
-      wxa[owned] += wa[e];
+      wxa[owned] += wa[c];
     else
-      pl[node] += wa[e];
+      pl[node] += wa[c];
   }
   PG_CALL(VecRestoreArray(wx, &wxa));
   PG_CALL(VecRestoreArray(local_b_, &pl));

@@ -266,6 +266,7 @@ class MacCormackAdvectionStep final : public Step {
   std::unique_ptr<InterpolationTable> departure_, reverse_departure_;
   OwnedVec local_a_, local_b_, work_a_, work_b_, work_c_;
   std::vector<PetscInt> active_, scratch_active_;
+  std::vector<PetscInt> clamped_entries_;  // adjointUniform: entries clamped to a node
   VecStamp linearised_at_;  // the input of the last forward() (which active_ belongs to)
   bool linearised_ = false;
   VecStamp restored_at_;  // the Vec a restored record belongs to
