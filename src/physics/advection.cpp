@@ -398,8 +398,10 @@ void maskUnclamped(const std::vector<PetscInt>& active, const PetscScalar* w, Pe
   for (; e + 16 <= entries; e += 16) {
     const __m512i a = _mm512_loadu_si512(active.data() + e);
     const __mmask16 keep = _mm512_cmpeq_epi32_mask(a, unclamped);
-    _mm512_storeu_pd(u + e, _mm512_maskz_loadu_pd(static_cast<__mmask8>(keep), w + e));
-    _mm512_storeu_pd(u + e + 8, _mm512_maskz_loadu_pd(static_cast<__mmask8>(keep >> 8), w + e + 8));
+    _mm512_storeu_pd(u + e,
+                     _mm512_maskz_mov_pd(static_cast<__mmask8>(keep), _mm512_loadu_pd(w + e)));
+    _mm512_storeu_pd(u + e + 8, _mm512_maskz_mov_pd(static_cast<__mmask8>(keep >> 8),
+                                                    _mm512_loadu_pd(w + e + 8)));
     for (unsigned c = _mm512_cmpge_epi32_mask(a, zero); c != 0; c &= c - 1)
       to_node.push_back(e + __builtin_ctz(c));
   }
