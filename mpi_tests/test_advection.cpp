@@ -693,6 +693,36 @@ TEST(MacCormackRecords, ARecordIsIgnoredOnceItsStateChanged) {
             1e-15);
 }
 
+TEST(MacCormackRecords, RecycledBuffersCarryTheNewPattern) {
+  const OperatorCase c{"", Kind::MacCormack, 2, Boundary::Periodic};
+  const Grid grid(Environment::comm(), specFor(c));
+  const Flow f = flowFor(grid, 1.0);
+  MacCormackAdvectionStep fresh(grid, *f.velocity, f.dt);
+  OwnedVec x = fieldFromNatural(grid, roughRandomNatural(grid, 24));
+  OwnedVec other = fieldFromNatural(grid, roughRandomNatural(grid, 25));
+  OwnedVec w = fieldFromNatural(grid, roughRandomNatural(grid, 26));
+  OwnedVec y = grid.createGlobal(), a = grid.createGlobal(), b = grid.createGlobal();
+  std::unique_ptr<LinearisationRecord> record;
+  {
+    auto step = std::make_unique<MacCormackAdvectionStep>(grid, *f.velocity, f.dt);
+    step->forward(x, y);
+    record = step->recordLinearisation();
+    record.reset();  // its buffer goes back to the step's pool
+    step->forward(other, y);
+    record = step->recordLinearisation();  // reuses that buffer: it must hold other's pattern
+    ASSERT_TRUE(record);
+    step->forward(x, y);
+    step->restoreLinearisation(std::move(record), other);
+    step->vjp(other, w, a);
+    fresh.vjp(other, w, b);
+    EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
+              1e-15);
+    record = step->recordLinearisation();
+  }
+  // The record outlives its step (and the step's pool); releasing it must be safe.
+  record.reset();
+}
+
 // ---------------------------------------------------------------------------------------
 // The MacCormack inverse away from the linearisation point.
 

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <new>
 #include <sstream>
 
 #include "physgrad/core/error.hpp"
@@ -700,7 +702,8 @@ MacCormackAdvectionStep::MacCormackAdvectionStep(const Grid& grid, const Velocit
       local_b_(exchange_.createLocal()),
       work_a_(grid.createGlobal()),
       work_b_(grid.createGlobal()),
-      work_c_(grid.createGlobal()) {
+      work_c_(grid.createGlobal()),
+      pattern_pool_(std::make_shared<detail::PatternPool>()) {
   solve_.validate();
   velocity.checkGrid(grid);
   DepartureTables tables =
@@ -834,9 +837,10 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
       dx_min = std::min(dx_min, dx[m]);
       dx_max = std::max(dx_max, dx[m]);
     }
-    // The body: entries whose nodes in owned rows stay inside the row.
+    // The body: entries whose nodes in owned rows stay inside the row (the vector loop's
+    // range; the scalar loop handles the row ends, and everything without AVX-512).
     const PetscInt body_begin = std::min(entries, -dx_min * dof);
-    const PetscInt body_end = std::max(body_begin, entries - dx_max * dof);
+    [[maybe_unused]] const PetscInt body_end = std::max(body_begin, entries - dx_max * dof);
     const PetscInt ny = layout.ownedSize(1), nz = layout.ownedSize(2);
     PetscInt first = 0;
     for (PetscInt k = 0; k < nz; ++k) {
@@ -925,16 +929,37 @@ void MacCormackAdvectionStep::forward(Vec x, Vec y) {
   pattern_ = &active_;
 }
 
+namespace detail {
+struct PatternPool {
+  std::vector<std::vector<PetscInt>> spare;
+};
+}  // namespace detail
+
 namespace {
+/// A copy of the clamping pattern; its buffer goes back to the step's pool when released.
 struct ClampingPattern final : LinearisationRecord {
   std::vector<PetscInt> active;
+  std::shared_ptr<detail::PatternPool> pool;
+
+  ~ClampingPattern() override {
+    try {
+      pool->spare.push_back(std::move(active));
+    } catch (const std::bad_alloc&) {  // the pool's own list could not grow: free the buffer
+    }
+  }
 };
 }  // namespace
 
 std::unique_ptr<LinearisationRecord> MacCormackAdvectionStep::recordLinearisation() {
   if (!linearised_) return nullptr;
   auto record = std::make_unique<ClampingPattern>();
-  record->active = active_;
+  record->pool = pattern_pool_;
+  std::vector<std::vector<PetscInt>>& spare = pattern_pool_->spare;
+  if (!spare.empty()) {
+    record->active = std::move(spare.back());
+    spare.pop_back();
+  }
+  record->active.assign(active_.begin(), active_.end());  // no allocation with a spare buffer
   return record;
 }
 

@@ -62,6 +62,7 @@ struct AdvectionSolveOptions {
 
 namespace detail {
 class KrylovSolver;  // GMRES + PCSHELL (or LSQR) on a MatShell; see advection.cpp
+struct PatternPool;  // spare clamping-pattern buffers; see advection.cpp
 }  // namespace detail
 
 /// First-order upwind in advective form, with v taken at the node:
@@ -272,6 +273,10 @@ class MacCormackAdvectionStep final : public Step {
   VecStamp restored_at_;  // the Vec a restored record belongs to
   bool restored_ = false;
   std::shared_ptr<const LinearisationRecord> restored_record_;
+  // Buffers of released records, reused by recordLinearisation() (a fresh buffer per record
+  // costs page faults on every forward pass of a recording sweep); shared with the records,
+  // which may outlive the step.  Holds at most as many buffers as records were once alive.
+  std::shared_ptr<detail::PatternPool> pattern_pool_;
   // The clamping pattern jvp/vjp use: active_ (left by forward) or the restored record's.
   const std::vector<PetscInt>* pattern_ = &active_;
   PetscInt newton_its_ = 0, krylov_its_ = 0;
