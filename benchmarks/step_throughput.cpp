@@ -92,11 +92,12 @@ PetscErrorCode readOptions(BenchOptions* o) {
     }
   }
   PetscCall(PetscOptionsStringArray("-steps", help.c_str(), nullptr, raw, &count, &set));
-  PetscCall(PetscOptionsEList("-streaming_stores",
-                              "Non-temporal stores in the stencil apply: auto (when y exceeds the "
-                              "last-level cache), always, never",
-                              nullptr, kStreamingNames, 3, kStreamingNames[o->streaming],
-                              &o->streaming, nullptr));
+  PetscCall(PetscOptionsEList(
+      "-streaming_stores",
+      "Non-temporal stores in the stencil apply and the uniform interpolation "
+      "sweeps: auto (when x and y of the node's ranks exceed the "
+      "last-level cache, at most 32 MiB), always, never",
+      nullptr, kStreamingNames, 3, kStreamingNames[o->streaming], &o->streaming, nullptr));
   PetscCall(PetscOptionsString("-output", "CSV file for the results", nullptr, out, out, sizeof out,
                                nullptr));
   PetscOptionsEnd();

@@ -354,6 +354,24 @@ TEST(StencilApply, MatchesTheAssembledMatrixInEveryLayout) {
       }
 }
 
+// Every rank of these tests runs on one machine, so all of them share its node; Auto
+// streams once x and y of those ranks overflow the cache (at most 32 MiB), and never for
+// a few KiB.
+TEST(StencilApply, AutoStreamingCountsTheRanksSharingTheNode) {
+  EXPECT_EQ(Environment::ranksOnNode(), Environment::size());
+  const std::size_t ranks = static_cast<std::size_t>(Environment::ranksOnNode());
+  const std::size_t above_cap = (std::size_t{16} << 20) / ranks + 64;
+  const bool have = StarStencil::haveStreamingStores();
+  StarStencil::setStreamingStores(StreamingStores::Auto);
+  EXPECT_EQ(StarStencil::usesStreamingStores(above_cap), have);
+  EXPECT_FALSE(StarStencil::usesStreamingStores(4096));
+  StarStencil::setStreamingStores(StreamingStores::Never);
+  EXPECT_FALSE(StarStencil::usesStreamingStores(above_cap));
+  StarStencil::setStreamingStores(StreamingStores::Always);
+  EXPECT_EQ(StarStencil::usesStreamingStores(4096), have);
+  StarStencil::setStreamingStores(StreamingStores::Auto);
+}
+
 TEST(DiffusionInput, NegativeOrNonFiniteKappaIsRejected) {
   Grid grid(Environment::comm(), smallSpec());
   for (double kappa : {-1.0, -1e-300, std::nan(""), HUGE_VAL}) {

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "physgrad/core/environment.hpp"
 #include "physgrad/core/error.hpp"
 #include "streaming.hpp"
 
@@ -133,13 +134,16 @@ void rowBodyStreaming(const PetscScalar* __restrict p, const PetscScalar* __rest
 #endif
 }
 
-// Size of the last-level cache one core reaches, in bytes: from Linux sysfs (what lscpu
-// shows), else 32 MiB.  sysconf() is not asked: on the EPYC guests we ran on it reported a
-// whole socket's L3 (320 MiB where sysfs said 32 MiB; 508 MiB on a guest without sysfs
-// cache entries, whose stencil ran 20 % faster with streaming stores at 128 MiB of output),
-// and taking too large a cache costs a write-allocate read per point on every step.
+// The last-level cache a rank's kernels can count on, in bytes: the size Linux sysfs gives
+// (what lscpu shows), at most 32 MiB, else 32 MiB; the ranks on a node share it.
+// sysconf() is not asked, and sysfs is capped, because on the virtual machines we ran on
+// both gave a whole host socket's L3, shared with other guests: sysconf 320 and 508 MiB on
+// two EPYC guests, sysfs 480 MiB (for 2 cores) on a Xeon guest, where the stencil ran
+// 1.3-1.7x faster with streaming stores at every size from 256^2 to 4096^2.  32 MiB is one
+// Zen CCD's L3, the largest a core of the machines we measured reaches.
 std::size_t lastLevelCacheBytes() {
   static const std::size_t bytes = [] {
+    constexpr std::size_t kCap = std::size_t{32} << 20;
     std::size_t best_level = 0, best_size = 0;
     for (int index = 0; index < 16; ++index) {
       const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
@@ -152,7 +156,7 @@ std::size_t lastLevelCacheBytes() {
       if (unit == "M") size <<= 20;
       if (level > best_level) best_level = level, best_size = size;
     }
-    return best_size > 0 ? best_size : std::size_t{32} << 20;
+    return best_size > 0 ? std::min(best_size, kCap) : kCap;
   }();
   return bytes;
 }
@@ -161,10 +165,14 @@ StreamingStores g_streaming = StreamingStores::Auto;
 
 }  // namespace
 
-// Streaming stores pay off once the output alone no longer fits the last-level cache.
+// Streaming stores pay off once input and output (about twice the output) of all ranks
+// on the node no longer fit their shared last-level cache: y would be evicted before the
+// next step reads it anyway, and writing it through the cache costs a read per line.
 bool detail::streamingWorthIt(std::size_t output_bytes) {
   if (!kHaveStreamingStores || g_streaming == StreamingStores::Never) return false;
-  return g_streaming == StreamingStores::Always || output_bytes > lastLevelCacheBytes();
+  if (g_streaming == StreamingStores::Always) return true;
+  const auto ranks = static_cast<std::size_t>(std::max(1, Environment::ranksOnNode()));
+  return 2 * output_bytes * ranks > lastLevelCacheBytes();
 }
 
 namespace {
@@ -248,6 +256,9 @@ void stencilKernel(const Grid& grid, const PetscScalar* xg, const PetscScalar* x
 void StarStencil::setStreamingStores(StreamingStores policy) { g_streaming = policy; }
 StreamingStores StarStencil::streamingStores() { return g_streaming; }
 bool StarStencil::haveStreamingStores() { return kHaveStreamingStores; }
+bool StarStencil::usesStreamingStores(std::size_t local_output_bytes) {
+  return detail::streamingWorthIt(local_output_bytes);
+}
 
 StarStencil::StarStencil(const Grid& grid, double center, const std::array<double, 3>& minus,
                          const std::array<double, 3>& plus)

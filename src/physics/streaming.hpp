@@ -8,7 +8,8 @@ namespace physgrad::detail {
 
 /// Whether a kernel that writes `output_bytes` of results should write them with
 /// non-temporal stores: never without AVX-512 or under StreamingStores::Never, always under
-/// StreamingStores::Always, else (Auto) when the output exceeds the last-level cache.
+/// StreamingStores::Always, else (Auto) when twice the output (input and output) of all
+/// ranks on the node exceeds the last-level cache (sysfs, at most 32 MiB).
 bool streamingWorthIt(std::size_t output_bytes);
 
 }  // namespace physgrad::detail

@@ -18,6 +18,10 @@ class Environment {
   static MPI_Comm comm();
   static int rank();
   static int size();
+  /// How many ranks of PETSC_COMM_WORLD share this rank's node (its shared-memory
+  /// domain, MPI_COMM_TYPE_SHARED); they share its last-level cache and memory
+  /// bandwidth.  Set by the constructor; 1 when no Environment was made.
+  static int ranksOnNode();
 };
 
 /// True on rank 0 of PETSC_COMM_WORLD; only that rank prints.

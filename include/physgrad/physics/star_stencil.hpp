@@ -8,6 +8,7 @@
 #include <petscvec.h>
 
 #include <array>
+#include <cstddef>
 
 #include "physgrad/core/handle.hpp"
 #include "physgrad/grid/grid.hpp"
@@ -15,8 +16,10 @@
 namespace physgrad {
 
 /// When the stencil apply writes y with non-temporal (cache-bypassing) stores.  Auto:
-/// when the build has them (AVX-512) and the local part of y is larger than the
-/// last-level cache.  Always/never exist for tests and measurements.
+/// when the build has them (AVX-512) and x and y of all ranks on the node (2 × the local
+/// part of y × Environment::ranksOnNode()) exceed the last-level cache, taken from sysfs
+/// and capped at 32 MiB (virtual machines report a whole host socket's L3).
+/// Always/never exist for tests and measurements.
 enum class StreamingStores { Auto, Always, Never };
 
 class StarStencil {
@@ -40,6 +43,9 @@ class StarStencil {
   static StreamingStores streamingStores();
   /// Whether this build has a streaming-store kernel at all.
   static bool haveStreamingStores();
+  /// Whether, under the current policy, a kernel that writes `local_output_bytes` on this
+  /// rank uses streaming stores (what Auto decides for that size).
+  static bool usesStreamingStores(std::size_t local_output_bytes);
 
  private:
   const Grid* grid_;
