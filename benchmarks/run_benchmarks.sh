@@ -9,6 +9,7 @@
 # Usage: benchmarks/run_benchmarks.sh [max_ranks (default 2)] [part ...]
 #   parts: throughput (step_throughput.md), tables (step_throughput_b.md: per-point tables
 #   and gradient ratios), explicit (explicit_reference.md), race (heat_race/); default all.
+# Results go to $PHYSGRAD_RESULTS when set (e.g. to keep another machine's run apart).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 usage_if_asked "$@"
 max_ranks="${1:-2}"
@@ -32,11 +33,12 @@ wanted() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 throughput() { mpirun -n "$1" --oversubscribe "$BUILD_DIR/benchmarks/step_throughput" "${@:2}"; }
 install_dependencies
 build_physgrad
-out="$PHYSGRAD_ROOT/benchmarks/results"
+out="${PHYSGRAD_RESULTS:-$PHYSGRAD_ROOT/benchmarks/results}"
+machine="$(nproc) cores:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 mkdir -p "$out"
 if wanted throughput; then
   {
-    echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $machine"
     for np in $(seq 1 "$max_ranks"); do
       throughput "$np" -n2 4096 -n3 256 \
         -reps 5 -gradient_steps 0 \
@@ -47,7 +49,7 @@ if wanted throughput; then
 fi
 if wanted tables; then
   {
-    echo "# $(date -u +%Y-%m-%dT%H:%MZ): advection with per-point tables; gradient/forward ratios"
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $machine: advection with per-point tables; gradient/forward ratios"
     for np in $(seq 1 "$max_ranks"); do
       # A velocity that varies in space: per-point stencil tables (hundreds of bytes per point
       # in 3D), so these run smaller.
@@ -61,7 +63,7 @@ if wanted tables; then
 fi
 if wanted explicit; then
   {
-    echo "# $(date -u +%Y-%m-%dT%H:%MZ): the explicit stencil with and without streaming stores"
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $machine: the explicit stencil with and without streaming stores"
     for np in $(seq 1 "$max_ranks"); do
       for mode in always never; do
         throughput "$np" -n2 4096 -n3 256 \
