@@ -140,7 +140,7 @@ void rowBodyStreaming(const PetscScalar* __restrict p, const PetscScalar* __rest
 // both gave a whole host socket's L3, shared with other guests: sysconf 320 and 508 MiB on
 // two EPYC guests, sysfs 480 MiB (for 2 cores) on a Xeon guest, where the stencil ran
 // 1.3-1.7x faster with streaming stores at every size from 256^2 to 4096^2.  32 MiB is one
-// Zen CCD's L3, the largest a core of the machines we measured reaches.
+// Zen CCD's L3, what sysfs gave on the Zen guests.
 std::size_t lastLevelCacheBytes() {
   static const std::size_t bytes = [] {
     constexpr std::size_t kCap = std::size_t{32} << 20;
