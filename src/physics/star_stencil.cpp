@@ -171,7 +171,7 @@ StreamingStores g_streaming = StreamingStores::Auto;
 bool detail::streamingWorthIt(std::size_t output_bytes) {
   if (!kHaveStreamingStores || g_streaming == StreamingStores::Never) return false;
   if (g_streaming == StreamingStores::Always) return true;
-  const auto ranks = static_cast<std::size_t>(std::max(1, Environment::ranksOnNode()));
+  const auto ranks = static_cast<std::size_t>(Environment::ranksOnNode());
   return 2 * output_bytes * ranks > lastLevelCacheBytes();
 }
 
