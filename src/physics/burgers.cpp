@@ -225,12 +225,20 @@ class SelfAdvectionStep::Linearisation {
     withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
       constexpr int D = decltype(d)::value, N = decltype(n)::value, B = kBlock;
       using Stride = std::integral_constant<int, B>;
+      using Block = StencilBlock<D, N, B>;
+      using Real = typename Block::Real;
+      using Index = typename Block::Index;
       double h[D];
       for (int a = 0; a < D; ++a) h[a] = layout_.spacing(a);
-      // Not captured: the running maxima can live in registers.
-      double reach = 0.0, cells = 0.0, speed2 = 0.0;
-      bool finite = true;
-      StencilBlock<D, N, B> block;
+      // B points at a time, lane by lane (see StencilBlock::build); the running maxima and
+      // the finiteness are kept per lane and reduced over the lanes at the end.
+      Real lane{};
+      for (int b = 0; b < B; ++b) lane[b] = b;
+      Real reach_cells{}, speed2{};
+      Index reach{};
+      const auto all = lane == lane;  // a lane mask, every lane true
+      auto finite = all;
+      Block block;
       const IndexBox& o = grid_->owned();
       const PetscInt row_end = o.start[0] + o.size[0];
       PetscInt p = 0;
@@ -239,37 +247,28 @@ class SelfAdvectionStep::Linearisation {
           begin_line(D == 3 ? k : j);
           for (PetscInt i = o.start[0]; i < row_end; i += B) {
             const int count = static_cast<int>(std::min<PetscInt>(B, row_end - i));
-            const PetscScalar* u = xl + layout_.arrayOffset(i, j, k);  // dof = D
-            double q[D][B], v[D][B], s2[B];
-            int f[B];
-            for (int b = 0; b < B; ++b)
-              for (int a = 0; a < D; ++a) v[a][b] = b < count ? u[b * D + a] : 0.0;
-            for (int b = 0; b < B; ++b) {
-              f[b] = 1;
-              s2[b] = 0.0;
-            }
+            Real v[D], q[D];
+            loadComponentLanes<D, B>(xl + layout_.arrayOffset(i, j, k), count, v);  // dof = D
+            auto f = all;
+            Real s2{};
             for (int a = 0; a < D; ++a) {
-              for (int b = 0; b < B; ++b) {
-                f[b] &= std::isfinite(v[a][b]) ? 1 : 0;
-                s2[b] += v[a][b] * v[a][b];
-              }
+              f = f & (v[a] > -HUGE_VAL) & (v[a] < HUGE_VAL);
+              s2 += v[a] * v[a];
             }
-            for (int b = 0; b < B; ++b) {
-              finite = finite & (f[b] != 0);
-              speed2 = std::max(speed2, f[b] ? s2[b] : 0.0);
-            }
+            finite = finite & f;
+            s2 = f ? s2 : Real{};
+            speed2 = s2 > speed2 ? s2 : speed2;
             for (int a = 0; a < D; ++a) {
               const double home_a = static_cast<double>(a == 0 ? i : (a == 1 ? j : k));
-              for (int b = 0; b < B; ++b) {
-                const double c = signed_dt_ * v[a][b] / h[a];
-                // A non-finite state is reported later; its stencils stay at home meanwhile.
-                q[a][b] = home_a + (a == 0 ? b : 0) - (f[b] ? c : 0.0);
-                cells = std::max(cells, f[b] ? std::abs(c) : 0.0);
-              }
+              Real c = signed_dt_ * v[a] / h[a];
+              // A non-finite state is reported later; its stencils stay at home meanwhile.
+              c = f ? c : Real{};
+              q[a] = (home_a + (a == 0 ? lane : Real{})) - c;
+              const Real size = c < 0.0 ? -c : c;
+              reach_cells = size > reach_cells ? size : reach_cells;
             }
             const PetscInt home[3] = {i, j, k};
-            reach = std::max(reach, static_cast<double>(
-                                        block.template build<WithSlope>(layout_, q, home, count)));
+            block.template build<WithSlope>(layout_, q, home, count, reach);
             for (int b = 0; b < count; ++b) {
               use(d, n, Stride{}, p + b, block.offset + b, block.weight + b,
                   WithSlope ? block.slope + b : nullptr, block.inside + b, xl);
@@ -278,12 +277,14 @@ class SelfAdvectionStep::Linearisation {
           }
         }
       }
-      m.reach = reach;
-      m.cells = cells;
-      // max_p sqrt(|u_p|^2) c = sqrt(max_p |u_p|^2) c exactly (both are monotone and
-      // correctly rounded).
-      m.cfl = std::sqrt(speed2) * std::abs(signed_dt_) * inverse_h_sum;
-      m.nonfinite = finite ? 0.0 : 1.0;
+      for (int b = 0; b < B; ++b) {
+        m.reach = std::max(m.reach, static_cast<double>(reach[b]));
+        m.cells = std::max(m.cells, reach_cells[b]);
+        // max_p sqrt(|u_p|^2) c = sqrt(max_p |u_p|^2) c exactly (both are monotone and
+        // correctly rounded).
+        m.cfl = std::max(m.cfl, std::sqrt(speed2[b]) * std::abs(signed_dt_) * inverse_h_sum);
+        if (!finite[b]) m.nonfinite = 1.0;
+      }
     });
     PG_CALL(VecRestoreArrayRead(local_, &xl));
     reduceAndCheck(m, scheme);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -95,8 +96,27 @@ OwnedVec CornerGhostExchange::createLocal() const {
 }
 
 void CornerGhostExchange::globalToLocal(Vec global, Vec local) const {
-  PG_CALL(DMGlobalToLocalBegin(box_, global, INSERT_VALUES, local));
-  PG_CALL(DMGlobalToLocalEnd(box_, global, INSERT_VALUES, local));
+  // What DMGlobalToLocal gives, faster: the owned entries row by row with memcpy (PETSc's
+  // scatter copies them one index at a time, a tenth of a Burgers step at 512^2), then the
+  // ghosts through the ghost scatter.
+  PetscInt xs, ys, zs, xm, ym, zm, gxs, gys, gzs, gxm, gym, gzm, dof;
+  PG_CALL(DMDAGetCorners(box_, &xs, &ys, &zs, &xm, &ym, &zm));
+  PG_CALL(DMDAGetGhostCorners(box_, &gxs, &gys, &gzs, &gxm, &gym, &gzm));
+  PG_CALL(DMDAGetDof(box_, &dof));
+  const PetscScalar* from = nullptr;
+  PetscScalar* to = nullptr;
+  PG_CALL(VecGetArrayRead(global, &from));
+  PG_CALL(VecGetArray(local, &to));
+  const size_t row = static_cast<size_t>(xm * dof);
+  for (PetscInt k = 0; k < zm; ++k) {
+    for (PetscInt j = 0; j < ym; ++j) {
+      const PetscInt at = (((k + zs - gzs) * gym + (j + ys - gys)) * gxm + (xs - gxs)) * dof;
+      std::memcpy(to + at, from + (k * ym + j) * xm * dof, row * sizeof(PetscScalar));
+    }
+  }
+  PG_CALL(VecRestoreArray(local, &to));
+  PG_CALL(VecRestoreArrayRead(global, &from));
+  ghostsToLocal(global, local);
 }
 
 void CornerGhostExchange::ghostsToLocal(Vec global, Vec local) const {

@@ -62,21 +62,13 @@ Interpolation parseInterpolation(const std::string& text, const std::string& opt
 /// Nodes of the 1D stencil: 2 (linear) or 4 (cubic).
 inline int nodesPerAxis(Interpolation kind) { return kind == Interpolation::Linear ? 2 : 4; }
 
-/// 1D weights at the fraction t in [0, 1) of the cell between nodes 0 and 1, for the nodes
-/// of nodesPerAxis(kind) starting at node 0 (linear) or -1 (cubic); `slope` (may be null)
-/// receives dW/dt.
-inline void axisWeights(Interpolation kind, double t, double* weight, double* slope) {
-  if (kind == Interpolation::Linear) {
-    weight[0] = 1.0 - t;
-    weight[1] = t;
-    if (slope) {
-      slope[0] = -1.0;
-      slope[1] = 1.0;
-    }
-    return;
-  }
+/// The cubic weights of axisWeights (and their slopes when `slope` is not null) for T a
+/// double or a vector of doubles (GCC/Clang vector extension): one expression for both, so
+/// that a stencil built lane by lane in a vector equals the one built point by point.
+template <class T>
+inline void cubicAxisWeights(const T& t, T* weight, T* slope) {
   // Lagrange basis through the nodes -1, 0, 1, 2 and its derivative in t.
-  const double tm1 = t - 1.0, tm2 = t - 2.0, tp1 = t + 1.0;
+  const T tm1 = t - 1.0, tm2 = t - 2.0, tp1 = t + 1.0;
   // Products with 1/6 and 1/2 instead of divisions: this runs for every axis of every
   // point each time a velocity-dependent stencil is built.
   constexpr double kSixth = 1.0 / 6.0;
@@ -85,12 +77,33 @@ inline void axisWeights(Interpolation kind, double t, double* weight, double* sl
   weight[2] = -tp1 * t * tm2 * 0.5;
   weight[3] = tp1 * t * tm1 * kSixth;
   if (slope) {
-    const double t2 = t * t;
+    const T t2 = t * t;
     slope[0] = -(3.0 * t2 - 6.0 * t + 2.0) * kSixth;
     slope[1] = (3.0 * t2 - 4.0 * t - 1.0) * 0.5;
     slope[2] = -(3.0 * t2 - 2.0 * t - 2.0) * 0.5;
     slope[3] = (3.0 * t2 - 1.0) * kSixth;
   }
+}
+
+/// The linear weights of axisWeights, for T as in cubicAxisWeights.
+template <class T>
+inline void linearAxisWeights(const T& t, T* weight, T* slope) {
+  weight[0] = 1.0 - t;
+  weight[1] = t;
+  if (slope) {
+    slope[0] = T{} - 1.0;  // T{} - c: the constant as a T (a broadcast where T is a vector)
+    slope[1] = T{} + 1.0;
+  }
+}
+
+/// 1D weights at the fraction t in [0, 1) of the cell between nodes 0 and 1, for the nodes
+/// of nodesPerAxis(kind) starting at node 0 (linear) or -1 (cubic); `slope` (may be null)
+/// receives dW/dt.
+inline void axisWeights(Interpolation kind, double t, double* weight, double* slope) {
+  if (kind == Interpolation::Linear)
+    linearAxisWeights(t, weight, slope);
+  else
+    cubicAxisWeights(t, weight, slope);
 }
 
 /// Where each point of a grid lives in the ghosted local array of this rank.
@@ -305,6 +318,24 @@ struct PointStencil {
   }
 };
 
+namespace detail {
+/// L doubles as one value (GCC/Clang vector extension): a row of a 2D velocity stencil
+/// (N nodes x 2 components), or one entry of the stencils of L points.  L is a power of 2.
+template <int L>
+struct DoubleVector {
+  typedef double type __attribute__((vector_size(sizeof(double) * L)));
+};
+template <int L>
+using Doubles = typename DoubleVector<L>::type;
+/// L PetscInts as one value, likewise.
+template <int L>
+struct IndexVector {
+  typedef PetscInt type __attribute__((vector_size(sizeof(PetscInt) * L)));
+};
+template <int L>
+using Indices = typename IndexVector<L>::type;
+}  // namespace detail
+
 /// The stencils of up to B consecutive points of one grid row (x the fastest axis), stored
 /// entry-major so that the build runs B points at a time in vector registers: entry (a, m) of
 /// point b at [(a * N + m) * B + b], its inside bits at [a * B + b].  The *AtComponents
@@ -312,86 +343,130 @@ struct PointStencil {
 /// Every stencil equals the one buildAxisStencilFor<N> builds at the same point.
 template <int D, int N, int B>
 struct StencilBlock {
-  static_assert(D >= 1 && D <= 3 && (N == 2 || N == 4) && B >= 1, "1-3 dimensions, 2 or 4 nodes");
+  static_assert(D >= 1 && D <= 3 && (N == 2 || N == 4) && B >= 1 && (B & (B - 1)) == 0,
+                "1-3 dimensions, 2 or 4 nodes, B a power of 2");
   PetscInt offset[D * N * B] = {};
   double weight[D * N * B] = {};
   double slope[D * N * B] = {};  ///< dW/dq along the axis (built only on request)
   std::uint8_t inside[D * B] = {};
 
+  using Real = detail::Doubles<B>;   ///< one double per point of the block
+  using Index = detail::Indices<B>;  ///< one PetscInt per point of the block
+
   /// Builds the stencils of the first `count` (<= B) points: point b at index coordinates
-  /// q[a][b], its result owned by the global point (home[0] + b, home[1], home[2]).  Builds
-  /// slopes iff WithSlope.  Returns the largest reach of the `count` stencils.
+  /// q[a][b] (lane b of the vector q[a]), its result owned by the global point (home[0] + b,
+  /// home[1], home[2]).  Builds slopes iff WithSlope.  Raises reach[b] to the reach of
+  /// point b's stencil, for b < count.
   template <bool WithSlope>
-  PetscInt build(const LocalArrayLayout& layout, const double (&q)[D][B], const PetscInt* home,
-                 int count) {
+  void build(const LocalArrayLayout& layout, const Real (&q)[D], const PetscInt* home, int count,
+             Index& reach) {
+    // All B points of an axis at once, lane by lane (GCC/Clang vector extension:
+    // comparisons give lane masks of 0 / -1, `?:` selects lane by lane).  The common case
+    // (every node inside the domain and the ghost box) is built for all lanes; the other
+    // points are then redone by the general builder.
     constexpr Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
     constexpr PetscInt kBelow = N == 4 ? 1 : 0;  // nodes before the departure cell
-    PetscInt reach = 0;
+    Index lane{};
+    for (int b = 0; b < B; ++b) lane[b] = b;
+    const Index counted = lane < count;
     for (int a = 0; a < D; ++a) {
-      // The fast case of buildAxisStencilFor (every node inside the domain and the ghost
-      // box) for all B points at once; the other points are redone by the general builder.
       const PetscInt ghost_start = layout.ghostStart(a);
       const PetscInt lo = layout.periodic() ? ghost_start : std::max<PetscInt>(ghost_start, 0);
       const PetscInt ghost_end = ghost_start + layout.ghostSize(a);
       const PetscInt hi = layout.periodic() ? ghost_end : std::min(ghost_end, layout.globalSize(a));
       const PetscInt stride = layout.stride(a);
-      // Short loops of one type each: GCC 12 vectorizes these, not one loop doing it all.
-      double qs[B], cell[B], t[B];
-      PetscInt first[B];
-      int fast[B];
-      for (int b = 0; b < B; ++b) {
-        // NaN and absurd points go to the general builder.
-        const bool sane = std::isless(std::abs(q[a][b]), kAbsurdIndex);
-        qs[b] = sane ? q[a][b] : static_cast<double>(home[a] + (a == 0 ? b : 0));
-        fast[b] = sane;
+      const Index home_index = home[a] + (a == 0 ? lane : Index{});
+      // |q| < kAbsurdIndex, false for NaN: other points go to the general builder, and the
+      // fast path works on a harmless stand-in (the home node) meanwhile.
+      const auto sane = (q[a] < kAbsurdIndex) & (q[a] > -kAbsurdIndex);
+      const Real qs = sane ? q[a] : __builtin_convertvector(home_index, Real);
+      // floor(qs + snap) exactly: truncation toward zero, one less where that rounded up
+      // (|qs| < 1e9, so every value is an exact PetscInt).
+      const Real shifted = qs + kStencilSnap;
+      const Index truncated = __builtin_convertvector(shifted, Index);
+      const Index cell = truncated + __builtin_convertvector(
+                                         __builtin_convertvector(truncated, Real) > shifted, Index);
+      const Real t = qs - __builtin_convertvector(cell, Real);
+      Real w[N], dw[N];
+      if constexpr (N == 4)
+        cubicAxisWeights(t, w, WithSlope ? dw : nullptr);
+      else
+        linearAxisWeights(t, w, WithSlope ? dw : nullptr);
+      const Index first = cell - kBelow;
+#pragma GCC unroll 4
+      for (int m = 0; m < N; ++m) {
+        const Index off = (first + (m - ghost_start)) * stride;
+        std::memcpy(offset + (a * N + m) * B, &off, sizeof off);
+        std::memcpy(weight + (a * N + m) * B, &w[m], sizeof w[m]);
+        if constexpr (WithSlope) std::memcpy(slope + (a * N + m) * B, &dw[m], sizeof dw[m]);
       }
-      for (int b = 0; b < B; ++b) {
-        cell[b] = std::floor(qs[b] + kStencilSnap);
-        t[b] = qs[b] - cell[b];
-      }
-      for (int b = 0; b < B; ++b) first[b] = static_cast<PetscInt>(cell[b]) - kBelow;
-      for (int b = 0; b < B; ++b) {
-        double w[4], dw[4];
-        axisWeights(kind, t[b], w, WithSlope ? dw : nullptr);
-        for (int m = 0; m < N; ++m) {
-          weight[(a * N + m) * B + b] = w[m];
-          if constexpr (WithSlope) slope[(a * N + m) * B + b] = dw[m];
-        }
-      }
-      for (int m = 0; m < N; ++m)
-        for (int b = 0; b < B; ++b)
-          offset[(a * N + m) * B + b] = (first[b] + m - ghost_start) * stride;
-      for (int b = 0; b < B; ++b) inside[a * B + b] = static_cast<std::uint8_t>((1u << N) - 1u);
-      int slow = 0;
-      PetscInt block_reach = 0;
-      for (int b = 0; b < B; ++b) {
-        fast[b] = fast[b] & (b < count) & (first[b] >= lo) & (first[b] + N - 1 < hi);
-        slow += 1 - fast[b];
-        const PetscInt home_b = home[a] + (a == 0 ? b : 0);
-        const PetscInt r = std::max(home_b - first[b], first[b] + N - 1 - home_b);
-        block_reach = std::max(block_reach, fast[b] ? r : PetscInt{0});
-      }
-      slow -= B - count;  // points past `count` are not built
-      for (int b = 0; slow > 0 && b < count; ++b) {
-        if (fast[b]) continue;
-        --slow;
+      std::memset(inside + a * B, (1u << N) - 1u, B);
+      const Index fast =
+          __builtin_convertvector(sane, Index) & counted & (first >= lo) & (first + (N - 1) < hi);
+      const Index below = home_index - first, above = first + (N - 1) - home_index;
+      const Index lane_reach = below > above ? below : above;
+      reach = fast & (lane_reach > reach) ? lane_reach : reach;
+      const Index slow = counted & ~fast;
+      std::uint64_t words[sizeof(Index) / 8], any_slow = 0;
+      std::memcpy(words, &slow, sizeof words);
+      for (std::uint64_t word : words) any_slow |= word;
+      for (int b = 0; any_slow != 0 && b < count; ++b) {
+        if (!slow[b]) continue;
         PetscInt o[N];
-        double w[N], dw[N];
+        double wb[N], dwb[N];
         const PetscInt r =
             detail::buildAxisStencilGeneral(layout, kind, a, q[a][b], home[a] + (a == 0 ? b : 0), o,
-                                            w, WithSlope ? dw : nullptr, &inside[a * B + b]);
-        block_reach = std::max(block_reach, r);
+                                            wb, WithSlope ? dwb : nullptr, &inside[a * B + b]);
+        reach[b] = std::max(reach[b], r);
         for (int m = 0; m < N; ++m) {
           offset[(a * N + m) * B + b] = o[m];
-          weight[(a * N + m) * B + b] = w[m];
-          if constexpr (WithSlope) slope[(a * N + m) * B + b] = dw[m];
+          weight[(a * N + m) * B + b] = wb[m];
+          if constexpr (WithSlope) slope[(a * N + m) * B + b] = dwb[m];
         }
       }
-      reach = std::max(reach, block_reach);
     }
-    return reach;
   }
 };
+
+/// Lane b of v[a] = component a of point b of `count` (<= B) consecutive points of D
+/// interleaved components at u (u[b * D + a]); lanes from `count` on are 0.
+template <int D, int B>
+inline void loadComponentLanes(const PetscScalar* u, int count, detail::Doubles<B> (&v)[D]) {
+  using Real = detail::Doubles<B>;
+  if (count < B) {
+    PetscScalar padded[D * B] = {};
+    std::memcpy(padded, u, sizeof(PetscScalar) * static_cast<size_t>(count * D));
+    loadComponentLanes<D, B>(padded, B, v);
+    return;
+  }
+  if constexpr (D == 1) {
+    std::memcpy(&v[0], u, sizeof v[0]);
+#if defined(__clang__) || __GNUC__ >= 12
+  } else if constexpr (D == 2 && B == 8) {
+    Real r0, r1;
+    std::memcpy(&r0, u, sizeof r0);
+    std::memcpy(&r1, u + B, sizeof r1);
+    v[0] = __builtin_shufflevector(r0, r1, 0, 2, 4, 6, 8, 10, 12, 14);
+    v[1] = __builtin_shufflevector(r0, r1, 1, 3, 5, 7, 9, 11, 13, 15);
+  } else if constexpr (D == 3 && B == 8) {
+    // Component a of point b is element 3b + a of r0 r1 r2: the first points' from r0 r1,
+    // the rest from r2 (its elements are 16 on).
+    Real r0, r1, r2;
+    std::memcpy(&r0, u, sizeof r0);
+    std::memcpy(&r1, u + B, sizeof r1);
+    std::memcpy(&r2, u + 2 * B, sizeof r2);
+    const Real t0 = __builtin_shufflevector(r0, r1, 0, 3, 6, 9, 12, 15, 0, 0);
+    const Real t1 = __builtin_shufflevector(r0, r1, 1, 4, 7, 10, 13, 0, 0, 0);
+    const Real t2 = __builtin_shufflevector(r0, r1, 2, 5, 8, 11, 14, 0, 0, 0);
+    v[0] = __builtin_shufflevector(t0, r2, 0, 1, 2, 3, 4, 5, 10, 13);
+    v[1] = __builtin_shufflevector(t1, r2, 0, 1, 2, 3, 4, 8, 11, 14);
+    v[2] = __builtin_shufflevector(t2, r2, 0, 1, 2, 3, 4, 9, 12, 15);
+#endif
+  } else {
+    for (int a = 0; a < D; ++a)
+      for (int b = 0; b < B; ++b) v[a][b] = u[b * D + a];
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Kernels on one stencil.  `offset` and `weight` are [D][N] arrays (axis-major, flattened);
@@ -526,13 +601,6 @@ inline Pair loadPair(const double* p) {
 }
 inline void storePair(double* p, Pair v) { std::memcpy(p, &v, sizeof v); }
 
-/// L doubles as one value: a row of a 2D velocity stencil (N nodes x 2 components).
-template <int L>
-struct DoubleVector {
-  typedef double type __attribute__((vector_size(sizeof(double) * L)));
-};
-template <int L>
-using Doubles = typename DoubleVector<L>::type;
 // Vectors wider than the target's registers are passed by reference only: by value, GCC
 // warns that their calling convention depends on the instruction set (-Wpsabi).
 /// v = the L doubles at p.
