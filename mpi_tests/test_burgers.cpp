@@ -771,7 +771,7 @@ TEST(SelfAdvectionStep, RejectsBadInputWithHelpfulMessages) {
   // the velocity is the state.
   SelfAdvectionStep linear(grid, dt, Interpolation::Linear);
   EXPECT_NO_THROW(linear.forward(slow, y));
-  EXPECT_LE(linear.lastRequiredWidth(), 1);
+  EXPECT_EQ(linear.lastRequiredWidth(), 1);  // below one cell, the nodes home - 1, home or home + 1
   try {
     linear.forward(fast, y);
     ADD_FAILURE() << "no CflError";
@@ -801,6 +801,11 @@ TEST(SelfAdvectionStep, RejectsBadInputWithHelpfulMessages) {
   broken[7] = std::nan("");
   OwnedVec nan_state = fieldFromNatural(grid, broken);
   expectError<NonFiniteError>([&] { linear.forward(nan_state, y); }, {"not finite"});
+  for (double infinite : {HUGE_VAL, -HUGE_VAL}) {
+    broken[7] = infinite;
+    OwnedVec infinite_state = fieldFromNatural(grid, broken);
+    expectError<NonFiniteError>([&] { linear.forward(infinite_state, y); }, {"not finite"});
+  }
 
   // Simulator builders and options.
   expectError<InputError>([&] { parseSplitOrder("lie", "-split_order"); },
