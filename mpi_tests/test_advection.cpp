@@ -954,6 +954,96 @@ TEST(Interpolation, KernelsReproducePolynomialsAndTransposeExactly) {
   }
 }
 
+/// Builds StencilBlocks of random points (inside and outside the ghost box and the domain,
+/// on and just below nodes, NaN and absurdly far) and counts the lanes whose stencil or reach
+/// differs from buildAxisStencil's at the same point.  Weights and slopes must be equal bit
+/// for bit: the block's vector build and the point builder share their formulas.
+template <int D, int N>
+long blockStencilMismatches(Boundary boundary) {
+  GridSpec spec;
+  spec.dim = D;
+  spec.n = {13, D > 1 ? 11 : 1, D > 2 ? 9 : 1};
+  spec.boundary = boundary;
+  spec.stencil_width = 2;
+  const Grid grid(Environment::comm(), spec);
+  const LocalArrayLayout layout(grid);
+  constexpr int B = 8;
+  constexpr Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
+  using Block = StencilBlock<D, N, B>;
+  int rank = 0;
+  MPI_Comm_rank(Environment::comm(), &rank);
+  std::mt19937 gen(static_cast<unsigned>(11 + 10 * D + N + 100 * rank));
+  std::uniform_real_distribution<double> offset(-3.5, 3.5);
+  const IndexBox& o = grid.owned();
+  const auto same = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+  long mismatches = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const int count = static_cast<int>(std::min<PetscInt>(1 + trial % B, o.size[0]));
+    PetscInt home[3] = {0, 0, 0};
+    for (int a = 0; a < 3; ++a) {
+      const PetscInt room = o.size[a] - (a == 0 ? count - 1 : 0);
+      home[a] = o.start[a] + static_cast<PetscInt>(gen() % static_cast<unsigned>(room));
+    }
+    typename Block::Real q[D];
+    for (int a = 0; a < D; ++a) {
+      for (int b = 0; b < B; ++b) {
+        const double at = static_cast<double>(home[a] + (a == 0 ? b : 0));
+        const double shift = std::round(offset(gen));
+        switch (gen() % 8) {
+          case 4:
+            q[a][b] = at + shift;
+            break;  // on a node
+          case 5:
+            q[a][b] = at + shift - 1e-10;
+            break;  // just below one: snaps to it
+          case 6:
+            q[a][b] = std::nan("");
+            break;
+          case 7:
+            q[a][b] = (gen() % 2 ? 1.0 : -1.0) * 3e9;
+            break;
+          default:
+            q[a][b] = at + offset(gen);
+        }
+      }
+    }
+    Block block;
+    typename Block::Index reach{};
+    block.template build<true>(layout, q, home, count, reach);
+    for (int b = 0; b < count; ++b) {
+      PetscInt expected_reach = 0;
+      bool equal = true;
+      for (int a = 0; a < D; ++a) {
+        PetscInt off[N];
+        double w[N], slope[N];
+        std::uint8_t inside = 0;
+        const PetscInt r = buildAxisStencil(layout, kind, a, q[a][b], home[a] + (a == 0 ? b : 0),
+                                            off, w, slope, &inside);
+        expected_reach = std::max(expected_reach, r);
+        equal = equal && inside == block.inside[a * B + b];
+        for (int m = 0; m < N; ++m) {
+          const int e = (a * N + m) * B + b;
+          equal = equal && off[m] == block.offset[e] && same(w[m], block.weight[e]) &&
+                  same(slope[m], block.slope[e]);
+        }
+      }
+      if (!equal || reach[b] != expected_reach) ++mismatches;
+    }
+  }
+  long total = 0;
+  MPI_Allreduce(&mismatches, &total, 1, MPI_LONG, MPI_SUM, Environment::comm());
+  return total;
+}
+
+TEST(Interpolation, StencilBlockEqualsThePointBuilder) {
+  EXPECT_EQ((blockStencilMismatches<1, 4>(Boundary::Periodic)), 0);
+  EXPECT_EQ((blockStencilMismatches<1, 2>(Boundary::ZeroDirichlet)), 0);
+  EXPECT_EQ((blockStencilMismatches<2, 2>(Boundary::Periodic)), 0);
+  EXPECT_EQ((blockStencilMismatches<2, 4>(Boundary::ZeroDirichlet)), 0);
+  EXPECT_EQ((blockStencilMismatches<3, 4>(Boundary::Periodic)), 0);
+  EXPECT_EQ((blockStencilMismatches<3, 2>(Boundary::ZeroDirichlet)), 0);
+}
+
 TEST(Interpolation, DirichletNodesOutsideTheDomainReadAsZero) {
   // At a point half a cell outside the left wall of a Dirichlet line, linear interpolation
   // sees the zero outside and half of node 0, whatever the boundary ghost holds.
