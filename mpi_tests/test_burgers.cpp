@@ -772,6 +772,24 @@ TEST(SelfAdvectionStep, RejectsBadInputWithHelpfulMessages) {
   SelfAdvectionStep linear(grid, dt, Interpolation::Linear);
   EXPECT_NO_THROW(linear.forward(slow, y));
   EXPECT_EQ(linear.lastRequiredWidth(), 1);  // below one cell, the nodes home - 1, home or home + 1
+  {
+    // The reported CFL number and departure distance are the maxima over the points (rows of
+    // 13: blocks of 8 points end part-full).
+    const Grid odd(Environment::comm(), velocityGrid(2, 13));
+    SelfAdvectionStep step(odd, dt, Interpolation::Linear);
+    OwnedVec x = fieldFromNatural(odd, smoothVelocityNatural(odd, 1, dt, 0.4));
+    OwnedVec out = odd.createGlobal();
+    step.forward(x, out);
+    const std::vector<double> u = odd.gatherNatural(x);
+    double speed2 = 0.0, cells = 0.0;
+    for (size_t p = 0; p + 1 < u.size(); p += 2) {
+      speed2 = std::max(speed2, u[p] * u[p] + u[p + 1] * u[p + 1]);
+      cells = std::max({cells, std::abs(dt * u[p] / odd.h(0)), std::abs(dt * u[p + 1] / odd.h(1))});
+    }
+    const double cfl = std::sqrt(speed2) * dt * (1.0 / odd.h(0) + 1.0 / odd.h(1));
+    EXPECT_NEAR(step.lastCfl(), cfl, 1e-14 * cfl);
+    EXPECT_NEAR(step.lastDepartureCells(), cells, 1e-14 * cells);
+  }
   try {
     linear.forward(fast, y);
     ADD_FAILURE() << "no CflError";
