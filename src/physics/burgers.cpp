@@ -234,7 +234,7 @@ class SelfAdvectionStep::Linearisation {
       // the finiteness are kept per lane and reduced over the lanes at the end.
       Real lane{};
       for (int b = 0; b < B; ++b) lane[b] = b;
-      Real reach_cells{}, speed2{};
+      Real departure{}, speed2{};  // departure distance (cells), |u|^2
       Index reach{};
       const auto all = lane == lane;  // a lane mask, every lane true
       auto finite = all;
@@ -265,7 +265,7 @@ class SelfAdvectionStep::Linearisation {
               c = f ? c : Real{};
               q[a] = (home_a + (a == 0 ? lane : Real{})) - c;
               const Real size = c < 0.0 ? -c : c;
-              reach_cells = size > reach_cells ? size : reach_cells;
+              departure = size > departure ? size : departure;
             }
             const PetscInt home[3] = {i, j, k};
             block.template build<WithSlope>(layout_, q, home, count, reach);
@@ -279,7 +279,7 @@ class SelfAdvectionStep::Linearisation {
       }
       for (int b = 0; b < B; ++b) {
         m.reach = std::max(m.reach, static_cast<double>(reach[b]));
-        m.cells = std::max(m.cells, reach_cells[b]);
+        m.cells = std::max(m.cells, departure[b]);
         // max_p sqrt(|u_p|^2) c = sqrt(max_p |u_p|^2) c exactly (both are monotone and
         // correctly rounded).
         m.cfl = std::max(m.cfl, std::sqrt(speed2[b]) * std::abs(signed_dt_) * inverse_h_sum);
