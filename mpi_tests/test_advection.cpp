@@ -990,12 +990,12 @@ long blockStencilMismatches(Boundary boundary) {
         const double at = static_cast<double>(home[a] + (a == 0 ? b : 0));
         const double shift = std::round(offset(gen));
         switch (gen() % 8) {
-          case 4:
+          case 4:  // on a node
             q[a][b] = at + shift;
-            break;  // on a node
-          case 5:
+            break;
+          case 5:  // just below one: snaps to it
             q[a][b] = at + shift - 1e-10;
-            break;  // just below one: snaps to it
+            break;
           case 6:
             q[a][b] = std::nan("");
             break;
