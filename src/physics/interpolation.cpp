@@ -51,7 +51,27 @@ LocalArrayLayout::LocalArrayLayout(const Grid& grid)
 
 // ---------------------------------------------------------------------------------------
 
-CornerGhostExchange::CornerGhostExchange(const Grid& grid) {
+namespace {
+
+/// Calls f(row, entries, first) for every row of owned points along x: `row` is the local-
+/// array offset of component 0 of its first point, `entries` = points * dof, and `first`
+/// the index of its first entry in a global Vec's array.
+template <class F>
+void forEachOwnedRow(const LocalArrayLayout& layout, F&& f) {
+  const PetscInt entries = layout.ownedSize(0) * layout.dof();
+  PetscInt first = 0;
+  for (PetscInt k = 0; k < layout.ownedSize(2); ++k) {
+    for (PetscInt j = 0; j < layout.ownedSize(1); ++j, first += entries) {
+      f(layout.arrayOffset(layout.ownedStart(0), layout.ownedStart(1) + j,
+                           layout.ownedStart(2) + k),
+        entries, first);
+    }
+  }
+}
+
+}  // namespace
+
+CornerGhostExchange::CornerGhostExchange(const Grid& grid) : layout_(grid) {
   DM dm = grid.dm();
   PetscInt dim = 0, M = 0, N = 0, P = 0, m = 0, n = 0, p = 0, dof = 0, width = 0;
   DMBoundaryType bx, by, bz;
@@ -99,21 +119,13 @@ void CornerGhostExchange::globalToLocal(Vec global, Vec local) const {
   // What DMGlobalToLocal gives, faster: the owned entries row by row with memcpy (PETSc's
   // scatter copies them one index at a time, a tenth of a Burgers step at 512^2), then the
   // ghosts through the ghost scatter.
-  PetscInt xs, ys, zs, xm, ym, zm, gxs, gys, gzs, gxm, gym, gzm, dof;
-  PG_CALL(DMDAGetCorners(box_, &xs, &ys, &zs, &xm, &ym, &zm));
-  PG_CALL(DMDAGetGhostCorners(box_, &gxs, &gys, &gzs, &gxm, &gym, &gzm));
-  PG_CALL(DMDAGetDof(box_, &dof));
   const PetscScalar* from = nullptr;
   PetscScalar* to = nullptr;
   PG_CALL(VecGetArrayRead(global, &from));
   PG_CALL(VecGetArray(local, &to));
-  const size_t row = static_cast<size_t>(xm * dof);
-  for (PetscInt k = 0; k < zm; ++k) {
-    for (PetscInt j = 0; j < ym; ++j) {
-      const PetscInt at = (((k + zs - gzs) * gym + (j + ys - gys)) * gxm + (xs - gxs)) * dof;
-      std::memcpy(to + at, from + (k * ym + j) * xm * dof, row * sizeof(PetscScalar));
-    }
-  }
+  forEachOwnedRow(layout_, [&](PetscInt row, PetscInt entries, PetscInt first) {
+    std::memcpy(to + row, from + first, sizeof(PetscScalar) * static_cast<size_t>(entries));
+  });
   PG_CALL(VecRestoreArray(local, &to));
   PG_CALL(VecRestoreArrayRead(global, &from));
   ghostsToLocal(global, local);
@@ -354,22 +366,6 @@ InterpolationTable::InterpolationTable(const LocalArrayLayout& layout, Interpola
 }
 
 namespace {
-
-/// Calls f(row, entries, first) for every row of owned points along x: `row` is the local-
-/// array offset of component 0 of its first point, `entries` = points * dof, and `first`
-/// the index of its first entry in a global Vec's array.
-template <class F>
-void forEachOwnedRow(const LocalArrayLayout& layout, F&& f) {
-  const PetscInt entries = layout.ownedSize(0) * layout.dof();
-  PetscInt first = 0;
-  for (PetscInt k = 0; k < layout.ownedSize(2); ++k) {
-    for (PetscInt j = 0; j < layout.ownedSize(1); ++j, first += entries) {
-      f(layout.arrayOffset(layout.ownedStart(0), layout.ownedStart(1) + j,
-                           layout.ownedStart(2) + k),
-        entries, first);
-    }
-  }
-}
 
 /// out[e] = sum_b w[b] in[b][e] for e < entries: combines N rows (or planes) of partial sums.
 template <int N>

@@ -180,6 +180,7 @@ class CornerGhostExchange {
 
  private:
   OwnedDM box_;
+  LocalArrayLayout layout_;  // of the grid's local arrays (the twin's are the same)
   mutable Handle<VecScatter, VecScatterDestroy> ghost_scatter_;  // built on first use
 };
 
