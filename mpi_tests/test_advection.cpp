@@ -957,8 +957,9 @@ TEST(Interpolation, KernelsReproducePolynomialsAndTransposeExactly) {
 /// Builds StencilBlocks of random points (inside and outside the ghost box and the domain,
 /// on and just below nodes, NaN and absurdly far) and counts the lanes whose stencil or reach
 /// differs from buildAxisStencil's at the same point.  Weights and slopes must be equal bit
-/// for bit: the block's vector build and the point builder share their formulas.
-template <int D, int N>
+/// for bit: the block's vector build and the point builder share their formulas.  B = 4 and
+/// 8 are the widths the kernels use (kStencilBlockLanes) with and without AVX-512.
+template <int D, int N, int B>
 long blockStencilMismatches(Boundary boundary) {
   GridSpec spec;
   spec.dim = D;
@@ -967,7 +968,6 @@ long blockStencilMismatches(Boundary boundary) {
   spec.stencil_width = 2;
   const Grid grid(Environment::comm(), spec);
   const LocalArrayLayout layout(grid);
-  constexpr int B = 8;
   constexpr Interpolation kind = N == 2 ? Interpolation::Linear : Interpolation::Cubic;
   using Block = StencilBlock<D, N, B>;
   int rank = 0;
@@ -1035,13 +1035,45 @@ long blockStencilMismatches(Boundary boundary) {
   return total;
 }
 
+template <int B>
+void expectBlocksEqualThePointBuilder() {
+  EXPECT_EQ((blockStencilMismatches<1, 4, B>(Boundary::Periodic)), 0);
+  EXPECT_EQ((blockStencilMismatches<1, 2, B>(Boundary::ZeroDirichlet)), 0);
+  EXPECT_EQ((blockStencilMismatches<2, 2, B>(Boundary::Periodic)), 0);
+  EXPECT_EQ((blockStencilMismatches<2, 4, B>(Boundary::ZeroDirichlet)), 0);
+  EXPECT_EQ((blockStencilMismatches<3, 4, B>(Boundary::Periodic)), 0);
+  EXPECT_EQ((blockStencilMismatches<3, 2, B>(Boundary::ZeroDirichlet)), 0);
+}
+
 TEST(Interpolation, StencilBlockEqualsThePointBuilder) {
-  EXPECT_EQ((blockStencilMismatches<1, 4>(Boundary::Periodic)), 0);
-  EXPECT_EQ((blockStencilMismatches<1, 2>(Boundary::ZeroDirichlet)), 0);
-  EXPECT_EQ((blockStencilMismatches<2, 2>(Boundary::Periodic)), 0);
-  EXPECT_EQ((blockStencilMismatches<2, 4>(Boundary::ZeroDirichlet)), 0);
-  EXPECT_EQ((blockStencilMismatches<3, 4>(Boundary::Periodic)), 0);
-  EXPECT_EQ((blockStencilMismatches<3, 2>(Boundary::ZeroDirichlet)), 0);
+  expectBlocksEqualThePointBuilder<4>();
+  expectBlocksEqualThePointBuilder<8>();
+}
+
+/// loadComponentLanes of `count` points of D interleaved components: lane b of component a
+/// must hold u[b * D + a] for b < count and 0 beyond.
+template <int D, int B>
+int componentLaneMismatches() {
+  double u[D * B];
+  for (int e = 0; e < D * B; ++e) u[e] = 1.0 + e;
+  int mismatches = 0;
+  for (int count = 1; count <= B; ++count) {
+    detail::Doubles<B> v[D];
+    loadComponentLanes<D, B>(u, count, v);
+    for (int a = 0; a < D; ++a)
+      for (int b = 0; b < B; ++b)
+        if (v[a][b] != (b < count ? u[b * D + a] : 0.0)) ++mismatches;
+  }
+  return mismatches;
+}
+
+TEST(Interpolation, ComponentLanesDeinterleavePoints) {
+  EXPECT_EQ((componentLaneMismatches<1, 4>()), 0);
+  EXPECT_EQ((componentLaneMismatches<2, 4>()), 0);
+  EXPECT_EQ((componentLaneMismatches<3, 4>()), 0);
+  EXPECT_EQ((componentLaneMismatches<1, 8>()), 0);
+  EXPECT_EQ((componentLaneMismatches<2, 8>()), 0);
+  EXPECT_EQ((componentLaneMismatches<3, 8>()), 0);
 }
 
 TEST(Interpolation, DirichletNodesOutsideTheDomainReadAsZero) {

@@ -318,7 +318,7 @@ class SelfAdvectionStep::Linearisation {
     }
   }
 
-  static constexpr int kBlock = 8;  // points per StencilBlock: one AVX-512 register of doubles
+  static constexpr int kBlock = kStencilBlockLanes;  // points per StencilBlock
 
   const Grid* grid_;
   const CornerGhostExchange* exchange_;
