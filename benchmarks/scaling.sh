@@ -6,7 +6,12 @@
 # Usage: benchmarks/scaling.sh [max_ranks (default: nproc)] [n2 (default 4096)] [n3 (default 256)]
 #   Strong scaling runs n2^2 and n3^3; weak scaling gives each rank (n2/2)^2 and (n3/2)^3
 #   points (the global grid grows with the rank count, rounded to whole points per axis).
-#   Results: benchmarks/results/scaling.md and scaling_{strong,weak}_np<r>.csv.
+#   Results: scaling.md and scaling_{strong,weak}_np<r>.csv in $PHYSGRAD_RESULTS
+#   (default benchmarks/results).
+# Environment, for a machine where nothing can be installed or built (all optional):
+#   PHYSGRAD_PREBUILT=1   skip the package check and the build; run what is there.
+#   STEP_THROUGHPUT=path  the program to run (default $BUILD_DIR/benchmarks/step_throughput).
+#   MPIRUN="cmd opts"     the launcher, split at blanks (default mpirun).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 usage_if_asked "$@"
 max_ranks="${1:-$(nproc)}"
@@ -18,9 +23,17 @@ for v in "$max_ranks" "$n2" "$n3"; do
     exit 2
   fi
 done
-install_dependencies
-build_physgrad
-out="$PHYSGRAD_ROOT/benchmarks/results"
+if [ "${PHYSGRAD_PREBUILT:-0}" != 1 ]; then
+  install_dependencies
+  build_physgrad
+fi
+program="${STEP_THROUGHPUT:-$BUILD_DIR/benchmarks/step_throughput}"
+read -r -a launcher <<<"${MPIRUN:-mpirun}"
+if [ ! -x "$program" ]; then
+  echo "scaling.sh: $program is not an executable program" >&2
+  exit 2
+fi
+out="${PHYSGRAD_RESULTS:-$PHYSGRAD_ROOT/benchmarks/results}"
 mkdir -p "$out"
 steps=explicit_diffusion,upwind_advection,sl_cubic_advection,sl_cubic_advection_vortex,burgers_self_advection,be_diffusion
 
@@ -30,7 +43,7 @@ for ((r = 1; r < max_ranks; r *= 2)); do ranks+=("$r"); done
 ranks+=("$max_ranks")
 
 run() {  # run <kind> <ranks> <n2> <n3>
-  mpirun -n "$2" "$BUILD_DIR/benchmarks/step_throughput" -n2 "$3" -n3 "$4" -reps 5 \
+  "${launcher[@]}" -n "$2" "$program" -n2 "$3" -n3 "$4" -reps 5 \
     -gradient_steps 0 -steps "$steps" -output "$out/scaling_$1_np$2.csv" >/dev/null
 }
 
