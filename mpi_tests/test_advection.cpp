@@ -957,8 +957,8 @@ TEST(Interpolation, KernelsReproducePolynomialsAndTransposeExactly) {
 /// Builds StencilBlocks of random points (inside and outside the ghost box and the domain,
 /// on and just below nodes, NaN and absurdly far) and counts the lanes whose stencil or reach
 /// differs from buildAxisStencil's at the same point.  Weights and slopes must be equal bit
-/// for bit: the block's vector build and the point builder share their formulas.  B = 4 and
-/// 8 are the widths the kernels use (kStencilBlockLanes) with and without AVX-512.
+/// for bit: the block's vector build and the point builder share their formulas.  B = 8 and
+/// 4 are the widths the kernels use (kStencilBlockLanes) with and without AVX-512.
 template <int D, int N, int B>
 long blockStencilMismatches(Boundary boundary) {
   GridSpec spec;

@@ -340,7 +340,7 @@ using Indices = typename IndexVector<L>::type;
 /// Points per StencilBlock in the kernels: one vector register of doubles where the build
 /// machine has 512-bit vectors, else 4 (one AVX register, two SSE2 ones).  Vector types
 /// wider than the machine's registers are split by the compiler, often through the stack;
-/// with AVX2 a block of 8 made the Burgers step 3.5 times slower than a block of 4.
+/// with AVX2 a block of 8 made the 2D Burgers step 2.6 times slower than a block of 4.
 #if defined(__AVX512F__)
 inline constexpr int kStencilBlockLanes = 8;
 #else
@@ -642,7 +642,7 @@ struct UnalignedDoubleVector {
 
 /// v = the L doubles at p, as one vector load.  (A memcpy per vector was merged by GCC into
 /// one copy of a whole stencil row to the stack in 16-byte pieces, which the wider loads
-/// after it could not forward from: a third of a 3D Burgers step with AVX2.)
+/// after it could not forward from: with AVX2 the 3D Burgers step took 3.5 times as long.)
 template <int L>
 inline void loadDoubles(const double* p, Doubles<L>& v) {
   v = *reinterpret_cast<const typename UnalignedDoubleVector<L>::type*>(p);
