@@ -936,14 +936,24 @@ struct PatternPool {
 }  // namespace detail
 
 namespace {
-/// A copy of the clamping pattern; its buffer goes back to the step's pool when released.
+/// The clamping pattern of one forward pass.  Dense: a copy of the step's pattern (one
+/// PetscInt per entry), its buffer from and back to the step's pool.  Sparse, when at most
+/// one entry in kSparseShare was clamped: the clamped entries and what each took, as pairs
+/// (entry, pattern value), every other entry being unclamped.  A resolved field clamps few
+/// entries, and writing and keeping the short list costs a fraction of the dense copy.
 struct ClampingPattern final : LinearisationRecord {
-  std::vector<PetscInt> active;
+  static constexpr size_t kSparseShare = 8;
+  std::vector<PetscInt> data;
+  bool sparse = false;
+  size_t entries = 0;  // of the pattern
   std::shared_ptr<detail::PatternPool> pool;
 
+  size_t bytes() const override { return data.capacity() * sizeof(PetscInt); }
+
   ~ClampingPattern() override {
+    if (sparse) return;
     try {
-      pool->spare.push_back(std::move(active));
+      pool->spare.push_back(std::move(data));
     } catch (const std::bad_alloc&) {  // the pool's own list could not grow: free the buffer
     }
   }
@@ -954,23 +964,39 @@ std::unique_ptr<LinearisationRecord> MacCormackAdvectionStep::recordLinearisatio
   if (!linearised_) return nullptr;
   auto record = std::make_unique<ClampingPattern>();
   record->pool = pattern_pool_;
+  record->entries = active_.size();
+  size_t clamped = 0;
+  for (const PetscInt a : active_) clamped += a != kUnclamped;
+  if (clamped * ClampingPattern::kSparseShare <= active_.size()) {
+    record->sparse = true;
+    record->data.reserve(2 * clamped);
+    for (size_t e = 0; clamped > 0 && e < active_.size(); ++e) {
+      if (active_[e] == kUnclamped) continue;
+      record->data.push_back(static_cast<PetscInt>(e));
+      record->data.push_back(active_[e]);
+      --clamped;
+    }
+    return record;
+  }
   std::vector<std::vector<PetscInt>>& spare = pattern_pool_->spare;
   if (!spare.empty()) {
-    record->active = std::move(spare.back());
+    record->data = std::move(spare.back());
     spare.pop_back();
   }
-  record->active.assign(active_.begin(), active_.end());  // no allocation with a spare buffer
+  record->data.assign(active_.begin(), active_.end());  // no allocation with a spare buffer
   return record;
 }
 
 void MacCormackAdvectionStep::restoreLinearisation(
     std::shared_ptr<const LinearisationRecord> record, Vec x) {
   const auto* pattern = dynamic_cast<const ClampingPattern*>(record.get());
-  if (!pattern || pattern->active.size() != active_.size())
+  if (!pattern || pattern->entries != active_.size())
     throw std::logic_error("MacCormackAdvectionStep: a linearisation record of another step");
-  // Read in place (no copy): the record is held until the next restore or forward.
+  // A dense record is read in place (no copy), a sparse one expanded when first used; either
+  // is held until the next restore or forward.
   restored_record_ = std::move(record);
   restored_ = true;
+  restored_expanded_ = false;
   restored_at_ = VecStamp::of(x);
 }
 
@@ -981,7 +1007,18 @@ PetscInt MacCormackAdvectionStep::clampedAtLinearisation() const {
 void MacCormackAdvectionStep::linearise(Vec x) {
   const VecStamp at = VecStamp::of(x);
   if (restored_ && at == restored_at_) {
-    pattern_ = &static_cast<const ClampingPattern&>(*restored_record_).active;
+    const auto& record = static_cast<const ClampingPattern&>(*restored_record_);
+    if (!record.sparse) {
+      pattern_ = &record.data;
+      return;
+    }
+    if (!restored_expanded_) {
+      restored_active_.assign(record.entries, kUnclamped);
+      for (size_t i = 0; i < record.data.size(); i += 2)
+        restored_active_[static_cast<size_t>(record.data[i])] = record.data[i + 1];
+      restored_expanded_ = true;
+    }
+    pattern_ = &restored_active_;
     return;
   }
   if (linearised_ && at == linearised_at_) {

@@ -202,7 +202,8 @@ class MacCormackAdvectionStep final : public Step {
   void forward(Vec x, Vec y) override;
   void jvp(Vec x, Vec dx, Vec dy) override;
   void vjp(Vec x, Vec w, Vec wx) override;
-  /// The clamping pattern of the last forward() (4 bytes per entry).
+  /// The clamping pattern of the last forward(): the list of clamped entries (8 bytes each)
+  /// when at most one entry in 8 was clamped, else 4 bytes per entry.
   std::unique_ptr<LinearisationRecord> recordLinearisation() override;
   void restoreLinearisation(std::shared_ptr<const LinearisationRecord> record, Vec x) override;
   /// Solves S(x) = y by a semismooth Newton method, started from whichever of x0 (the local
@@ -273,6 +274,9 @@ class MacCormackAdvectionStep final : public Step {
   VecStamp restored_at_;  // the Vec a restored record belongs to
   bool restored_ = false;
   std::shared_ptr<const LinearisationRecord> restored_record_;
+  // A sparse restored record expanded to a full pattern (done once per restore).
+  std::vector<PetscInt> restored_active_;
+  bool restored_expanded_ = false;
   // Buffers of released records, reused by recordLinearisation() (a fresh buffer per record
   // costs page faults on every forward pass of a recording sweep); shared with the records,
   // which may outlive the step.  Holds at most as many buffers as records were once alive.

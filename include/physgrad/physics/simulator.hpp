@@ -5,7 +5,7 @@
 // The forward pass records what the reverse sweeps (vjp, inverse) need: every state
 // (store-all), or checkpoints placed by the binomial schedule with at most c stored
 // states.  Store-all also keeps each step's linearisation record where the step offers
-// one (Step::recordLinearisation; MacCormack: its clamping pattern, 4 B per entry), so
+// one (Step::recordLinearisation; MacCormack: its clamping pattern, at most 4 B per entry), so
 // that the sweep does not re-run the step to linearise it; a binomial sweep keeps at most
 // c of them, those of the steps it visits next.  jvp, vjp and inverse reuse
 // the recording when asked about the same x and recompute it otherwise.  Simulators of

@@ -4,6 +4,7 @@
 
 #include <petscvec.h>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,8 @@ namespace physgrad {
 class LinearisationRecord {
  public:
   virtual ~LinearisationRecord() = default;
+  /// The memory the record holds, in bytes.
+  virtual size_t bytes() const = 0;
 };
 
 /// Identity and modification count of a Vec: equal stamps mean the same object, not
