@@ -724,60 +724,68 @@ TEST(MacCormackRecords, RecycledBuffersCarryTheNewPattern) {
 }
 
 TEST(MacCormackRecords, SparseAndDenseRecordsReproduceTheLinearisation) {
-  // A smooth field clamps few entries (its record lists them); an oscillating one clamps
-  // many (its record copies the whole pattern).  Restored on a step last run at another
-  // state, either must give the jvp and vjp of a step linearised at x itself.  Two sparse
-  // records in a row: the second must not reuse the expansion of the first.
+  // Fields with isolated spikes clamp few entries (the record lists them, 8 B each); an
+  // oscillating one clamps most (the record copies the whole pattern, 4 B per entry).
+  // Restored on a step last run at another state, either must give the jvp and vjp of a
+  // step linearised at x itself.  Two sparse records in a row: the second must not keep
+  // entries of the first.  Both limiters: per-point tables (vortex) and the uniform one
+  // (constant velocity: vector body and scalar row ends).
   const OperatorCase c{"", Kind::MacCormack, 2, Boundary::Periodic};
   const Grid grid(Environment::comm(), specFor(c));
-  const Flow f = flowFor(grid, 1.0);
-  MacCormackAdvectionStep step(grid, *f.velocity, f.dt), fresh(grid, *f.velocity, f.dt);
   const size_t entries = static_cast<size_t>(grid.owned().count() * grid.dof());
+  const size_t nx = static_cast<size_t>(grid.spec().n[0]);
   OwnedVec other = fieldFromNatural(grid, roughRandomNatural(grid, 41));
   OwnedVec w = fieldFromNatural(grid, smoothRandomNatural(grid, 42));
   OwnedVec y = grid.createGlobal(), a = grid.createGlobal(), b = grid.createGlobal();
-  // Smooth fields with one spike each: a few clamped entries around it.
-  std::vector<double> spike_a = smoothRandomNatural(grid, 43), spike_b = spike_a;
-  spike_a[0] += 5.0;
-  spike_b[spike_b.size() / 2 + 5] -= 5.0;
+  // Spikes on a lattice 11 points apart (two lattices): a few clamped entries around each,
+  // in row bodies and at row ends.
+  std::vector<double> spikes_a = smoothRandomNatural(grid, 43), spikes_b = spikes_a;
+  for (size_t i = 0; i < spikes_a.size(); ++i) {
+    if (i % nx % 11 == 0 && i / nx % 11 == 0) spikes_a[i] += 5.0;
+    if (i % nx % 11 == 5 && i / nx % 11 == 7) spikes_b[i] -= 5.0;
+  }
   // Stripes three cells wide across the flow, with noise: the corrector overshoots the
   // bounds at most entries (where a list would be larger than the pattern).
   std::vector<double> stripes = roughRandomNatural(grid, 44);
-  const size_t nx = static_cast<size_t>(grid.spec().n[0]);
   for (size_t i = 0; i < stripes.size(); ++i)
     stripes[i] = 0.05 * stripes[i] + (i % nx / 3 % 2 ? 1.0 : -1.0);
-  const std::vector<double>* fields[3] = {&spike_a, &spike_b, &stripes};
-  for (int which = 0; which < 3; ++which) {
-    const bool dense = which == 2;
-    OwnedVec x = fieldFromNatural(grid, *fields[which]);
-    fresh.forward(x, y);
-    const PetscInt clamped = fresh.clampedAtLinearisation();  // over all ranks
-    std::unique_ptr<LinearisationRecord> record = fresh.recordLinearisation();
-    ASSERT_TRUE(record);
-    // Each rank chooses the representation from its own count: the sizes are per rank.
-    // Never more than the pattern itself.
-    EXPECT_LE(record->bytes(), entries * sizeof(PetscInt));
-    if (dense) {
-      EXPECT_GT(clamped, grid.size() / 2);
-      EXPECT_GE(record->bytes(), entries * sizeof(PetscInt));
-    } else {
-      EXPECT_GT(clamped, 0);
-      EXPECT_LE(clamped, grid.size() / 8);
-      EXPECT_LT(record->bytes(), entries * sizeof(PetscInt) / 4);
-    }
-    std::shared_ptr<const LinearisationRecord> kept = std::move(record);
-    for (int round = 0; round < 2; ++round) {
-      step.forward(other, y);
-      step.restoreLinearisation(kept, x);
-      step.vjp(x, w, a);
-      fresh.vjp(x, w, b);
-      EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
-                1e-15);
-      step.jvp(x, w, a);
-      fresh.jvp(x, w, b);
-      EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
-                1e-15);
-      EXPECT_EQ(step.clampedAtLinearisation(), clamped);
+  const std::vector<double>* fields[3] = {&spikes_a, &spikes_b, &stripes};
+  for (const Flow& f : {flowFor(grid, 1.0), uniformFlowFor(grid)}) {
+    MacCormackAdvectionStep step(grid, *f.velocity, f.dt), fresh(grid, *f.velocity, f.dt);
+    for (int which = 0; which < 3; ++which) {
+      const bool dense = which == 2;
+      OwnedVec x = fieldFromNatural(grid, *fields[which]);
+      fresh.forward(x, y);
+      const PetscInt clamped = fresh.clampedAtLinearisation();  // over all ranks
+      std::unique_ptr<LinearisationRecord> record = fresh.recordLinearisation();
+      ASSERT_TRUE(record);
+      // Each rank chooses the representation from its own count: sizes are summed.
+      long bytes = static_cast<long>(record->bytes()), total = 0;
+      MPI_Allreduce(&bytes, &total, 1, MPI_LONG, MPI_SUM, grid.comm());
+      const long pattern = static_cast<long>(grid.size() * sizeof(PetscInt));
+      if (dense) {
+        EXPECT_GT(clamped, grid.size() / 2);
+        EXPECT_EQ(total, pattern);
+      } else {
+        EXPECT_GT(clamped, 0);
+        EXPECT_LE(clamped, grid.size() / 8);
+        EXPECT_EQ(total, static_cast<long>(2 * clamped * sizeof(PetscInt)));
+      }
+      EXPECT_LE(record->bytes(), entries * sizeof(PetscInt));  // never above the pattern
+      std::shared_ptr<const LinearisationRecord> kept = std::move(record);
+      for (int round = 0; round < 2; ++round) {
+        step.forward(other, y);
+        step.restoreLinearisation(kept, x);
+        step.vjp(x, w, a);
+        fresh.vjp(x, w, b);
+        EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
+                  1e-15);
+        step.jvp(x, w, a);
+        fresh.jvp(x, w, b);
+        EXPECT_LE(maxRelativeDifference(grid.gatherNatural(a), grid.gatherNatural(b), grid.comm()),
+                  1e-15);
+        EXPECT_EQ(step.clampedAtLinearisation(), clamped);
+      }
     }
   }
 }

@@ -730,7 +730,9 @@ MacCormackAdvectionStep::MacCormackAdvectionStep(const Grid& grid, const Velocit
 MacCormackAdvectionStep::~MacCormackAdvectionStep() = default;
 
 void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const InterpolationTable& back,
-                                    Vec x, Vec y, std::vector<PetscInt>& active) {
+                                    Vec x, Vec y, std::vector<PetscInt>& active,
+                                    std::vector<PetscInt>& clamped) {
+  clamped.clear();
   // With a constant velocity every kernel reads the owned values of x from x itself and only
   // the ghosts from local_a_; otherwise the per-point tables read the full local copy.
   const bool uniform = ahead.isUniform() && back.isUniform();
@@ -759,9 +761,9 @@ void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const Inter
   PG_CALL(VecGetArrayRead(work_b_, &ha));
   PG_CALL(VecGetArray(y, &ya));
   if (ahead.isUniform()) {  // reads owned values from xa: right with either exchange
-    limitUniform(ahead, xa, ta, ha, xl, ya, active);
+    limitUniform(ahead, xa, ta, ha, xl, ya, active, clamped);
   } else {
-    limitPerPoint(ahead, xa, ta, ha, xl, ya, active);
+    limitPerPoint(ahead, xa, ta, ha, xl, ya, active, clamped);
   }
   PG_CALL(VecRestoreArray(y, &ya));
   PG_CALL(VecRestoreArrayRead(work_b_, &ha));
@@ -773,7 +775,8 @@ void MacCormackAdvectionStep::apply(const InterpolationTable& ahead, const Inter
 void MacCormackAdvectionStep::limitPerPoint(const InterpolationTable& ahead, const PetscScalar* xa,
                                             const PetscScalar* ta, const PetscScalar* ha,
                                             const PetscScalar* xl, PetscScalar* ya,
-                                            std::vector<PetscInt>& active) const {
+                                            std::vector<PetscInt>& active,
+                                            std::vector<PetscInt>& clamped) const {
   const PetscInt dof = grid().dof();
   withStencilShape(grid().dim(), Interpolation::Linear, [&](auto d, auto n) {
     constexpr int D = decltype(d)::value, N = decltype(n)::value;
@@ -787,9 +790,11 @@ void MacCormackAdvectionStep::limitPerPoint(const InterpolationTable& ahead, con
         if (corrected < r.lo) {
           ya[e] = r.lo;
           active[static_cast<size_t>(e)] = r.lo_offset < 0 ? kExterior : r.lo_offset + c;
+          clamped.push_back(e);
         } else if (corrected > r.hi) {
           ya[e] = r.hi;
           active[static_cast<size_t>(e)] = r.hi_offset < 0 ? kExterior : r.hi_offset + c;
+          clamped.push_back(e);
         } else {
           ya[e] = corrected;
           active[static_cast<size_t>(e)] = kUnclamped;
@@ -802,7 +807,8 @@ void MacCormackAdvectionStep::limitPerPoint(const InterpolationTable& ahead, con
 void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, const PetscScalar* xa,
                                            const PetscScalar* ta, const PetscScalar* ha,
                                            const PetscScalar* xl, PetscScalar* ya,
-                                           std::vector<PetscInt>& active) const {
+                                           std::vector<PetscInt>& active,
+                                           std::vector<PetscInt>& clamped) const {
   // The same bounds, node order and tie rule as nodeRangeAt, with the stencil's nodes at
   // fixed offsets from each entry (every node carries data: periodic grids only).  x is
   // split: owned values in xa (the global array), ghosts in xl (the local array, whose
@@ -880,7 +886,11 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
           const double corrected = t[i] + 0.5 * (xo[i] - h[i]);
           const bool below = corrected<lo, above = corrected> hi;
           y[i] = below ? lo : (above ? hi : corrected);
-          act[i] = below || above ? clampedTo(i) : kUnclamped;
+          act[i] = kUnclamped;
+          if (below || above) {
+            act[i] = clampedTo(i);
+            clamped.push_back(first + i);
+          }
         };
         for (PetscInt i = 0; i < body_begin; ++i) limitOne(i);
         PetscInt i = body_begin;
@@ -907,10 +917,10 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
           out = _mm512_mask_blend_pd(below, out, lo);
           _mm512_storeu_pd(y + i, out);
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(act + i), unclamped);
-          for (unsigned clamped = static_cast<unsigned>(below | above); clamped != 0;
-               clamped &= clamped - 1) {
-            const PetscInt e = i + __builtin_ctz(clamped);
+          for (unsigned bits = static_cast<unsigned>(below | above); bits != 0; bits &= bits - 1) {
+            const PetscInt e = i + __builtin_ctz(bits);
             act[e] = clampedTo(e);
+            clamped.push_back(first + e);
           }
         }
 #endif
@@ -921,7 +931,7 @@ void MacCormackAdvectionStep::limitUniform(const InterpolationTable& ahead, cons
 }
 
 void MacCormackAdvectionStep::forward(Vec x, Vec y) {
-  apply(*departure_, *reverse_departure_, x, y, active_);
+  apply(*departure_, *reverse_departure_, x, y, active_, clamped_);
   linearised_at_ = VecStamp::of(x);
   linearised_ = true;
   restored_ = false;
@@ -965,16 +975,12 @@ std::unique_ptr<LinearisationRecord> MacCormackAdvectionStep::recordLinearisatio
   auto record = std::make_unique<ClampingPattern>();
   record->pool = pattern_pool_;
   record->entries = active_.size();
-  size_t clamped = 0;
-  for (const PetscInt a : active_) clamped += a != kUnclamped;
-  if (clamped * ClampingPattern::kSparseShare <= active_.size()) {
+  if (clamped_.size() * ClampingPattern::kSparseShare <= active_.size()) {
     record->sparse = true;
-    record->data.reserve(2 * clamped);
-    for (size_t e = 0; clamped > 0 && e < active_.size(); ++e) {
-      if (active_[e] == kUnclamped) continue;
-      record->data.push_back(static_cast<PetscInt>(e));
-      record->data.push_back(active_[e]);
-      --clamped;
+    record->data.resize(2 * clamped_.size());
+    for (size_t i = 0; i < clamped_.size(); ++i) {
+      record->data[2 * i] = clamped_[i];
+      record->data[2 * i + 1] = active_[static_cast<size_t>(clamped_[i])];
     }
     return record;
   }
@@ -1013,9 +1019,17 @@ void MacCormackAdvectionStep::linearise(Vec x) {
       return;
     }
     if (!restored_expanded_) {
-      restored_active_.assign(record.entries, kUnclamped);
-      for (size_t i = 0; i < record.data.size(); i += 2)
+      // Only the entries the last sparse record set are undone: O(clamped), not a pass.
+      if (restored_active_.size() != record.entries) {
+        restored_active_.assign(record.entries, kUnclamped);
+        patched_.clear();
+      }
+      for (const PetscInt e : patched_) restored_active_[static_cast<size_t>(e)] = kUnclamped;
+      patched_.clear();
+      for (size_t i = 0; i < record.data.size(); i += 2) {
         restored_active_[static_cast<size_t>(record.data[i])] = record.data[i + 1];
+        patched_.push_back(record.data[i]);
+      }
       restored_expanded_ = true;
     }
     pattern_ = &restored_active_;
@@ -1142,7 +1156,7 @@ void MacCormackAdvectionStep::vjp(Vec x, Vec w, Vec wx) {
 }
 
 void MacCormackAdvectionStep::approximateInverse(Vec y, Vec x) {
-  apply(*reverse_departure_, *departure_, y, x, scratch_active_);
+  apply(*reverse_departure_, *departure_, y, x, scratch_active_, scratch_clamped_);
 }
 
 void MacCormackAdvectionStep::reverseLinear(Vec y, Vec x) {

@@ -239,18 +239,20 @@ class MacCormackAdvectionStep final : public Step {
   static constexpr PetscInt kExterior = -1;
 
   /// y = limited MacCormack with first step `ahead` and back step `back`; records the
-  /// clamping pattern in `active`.
+  /// clamping pattern in `active` and the entries it clamped, in increasing order, in
+  /// `clamped`.
   void apply(const InterpolationTable& ahead, const InterpolationTable& back, Vec x, Vec y,
-             std::vector<PetscInt>& active);
+             std::vector<PetscInt>& active, std::vector<PetscInt>& clamped);
   /// The limiter of apply(): y = the corrected value c = tilde + (x - hat) / 2 clamped to
   /// the bounds of the node values of x (local array xl) at the departure points of
-  /// `ahead`, per-point or uniform table.
+  /// `ahead`, per-point or uniform table; appends the clamped entries to `clamped`.
   void limitPerPoint(const InterpolationTable& ahead, const PetscScalar* x,
                      const PetscScalar* tilde, const PetscScalar* hat, const PetscScalar* xl,
-                     PetscScalar* y, std::vector<PetscInt>& active) const;
+                     PetscScalar* y, std::vector<PetscInt>& active,
+                     std::vector<PetscInt>& clamped) const;
   void limitUniform(const InterpolationTable& ahead, const PetscScalar* x, const PetscScalar* tilde,
                     const PetscScalar* hat, const PetscScalar* xl, PetscScalar* y,
-                    std::vector<PetscInt>& active) const;
+                    std::vector<PetscInt>& active, std::vector<PetscInt>& clamped) const;
   void linearise(Vec x);
   void tangent(Vec dx, Vec dy);
   void adjoint(Vec w, Vec wx);
@@ -268,14 +270,16 @@ class MacCormackAdvectionStep final : public Step {
   std::unique_ptr<InterpolationTable> departure_, reverse_departure_;
   OwnedVec local_a_, local_b_, work_a_, work_b_, work_c_;
   std::vector<PetscInt> active_, scratch_active_;
-  std::vector<PetscInt> clamped_entries_;  // adjointUniform: entries clamped to a node
+  std::vector<PetscInt> clamped_, scratch_clamped_;  // their clamped entries (see apply)
+  std::vector<PetscInt> clamped_entries_;            // adjointUniform: entries clamped to a node
   VecStamp linearised_at_;  // the input of the last forward() (which active_ belongs to)
   bool linearised_ = false;
   VecStamp restored_at_;  // the Vec a restored record belongs to
   bool restored_ = false;
   std::shared_ptr<const LinearisationRecord> restored_record_;
-  // A sparse restored record expanded to a full pattern (done once per restore).
-  std::vector<PetscInt> restored_active_;
+  // The pattern of a sparse restored record: all unclamped but the entries in `patched_`,
+  // which hold the record's values (undone entry by entry when the next one is applied).
+  std::vector<PetscInt> restored_active_, patched_;
   bool restored_expanded_ = false;
   // Buffers of released records, reused by recordLinearisation() (a fresh buffer per record
   // costs page faults on every forward pass of a recording sweep); shared with the records,
