@@ -373,6 +373,29 @@ void uniformSweep(const CornerGhostExchange& exchange, const InterpolationTable&
   PG_CALL(VecRestoreArrayRead(in, &ia));
 }
 
+/// out = scale * (the uniform table's transposed sweep of `in`) + addend_scale * addend, as
+/// uniformSweep, combined as the sweep goes (no pass of its own).  addend must not be out.
+void uniformTransposeSweep(const CornerGhostExchange& exchange, const InterpolationTable& table,
+                           Vec in, Vec ghosts, Vec out, double scale, double addend_scale,
+                           Vec addend) {
+  exchange.ghostsToLocal(in, ghosts);
+  const PetscScalar *ia = nullptr, *gl = nullptr, *aa = nullptr;
+  PetscScalar* oa = nullptr;
+  PG_CALL(VecGetArrayRead(in, &ia));
+  PG_CALL(VecGetArrayRead(ghosts, &gl));
+  PG_CALL(VecGetArrayRead(addend, &aa));
+  PG_CALL(VecGetArray(out, &oa));
+  InterpolationTable::Combination combined;
+  combined.scale = scale;
+  combined.addend_scale = addend_scale;
+  combined.addend = aa;
+  table.transposeGatherSplit(ia, gl, oa, &combined);
+  PG_CALL(VecRestoreArray(out, &oa));
+  PG_CALL(VecRestoreArrayRead(addend, &aa));
+  PG_CALL(VecRestoreArrayRead(ghosts, &gl));
+  PG_CALL(VecRestoreArrayRead(in, &ia));
+}
+
 /// The entry of the global (owned) array holding local-array entry `local`, or -1 when that
 /// entry is a ghost.
 PetscInt ownedEntry(const LocalArrayLayout& layout, PetscInt local) {
@@ -639,6 +662,7 @@ std::string SemiLagrangianAdvectionStep::name() const {
 }
 
 void SemiLagrangianAdvectionStep::interpolate(const InterpolationTable& table, Vec x, Vec y) {
+  local_is_zero_ = false;
   if (table.isUniform()) {
     // Owned values straight from x, only the ghosts copied: no copy of the whole field.
     uniformSweep(exchange_, table, false, x, local_, y);
@@ -659,21 +683,35 @@ void SemiLagrangianAdvectionStep::forward(Vec x, Vec y) { interpolate(*departure
 void SemiLagrangianAdvectionStep::jvp(Vec, Vec dx, Vec dy) { interpolate(*departure_, dx, dy); }
 
 void SemiLagrangianAdvectionStep::vjp(Vec, Vec w, Vec wx) {
+  const bool zeroed = local_is_zero_;
+  local_is_zero_ = false;
   if (departure_->isUniform()) {
     // The mirrored stencil gathered from w and its ghosts: no scatter, no ghost sum.
     uniformSweep(exchange_, *departure_, true, w, local_, wx);
     return;
   }
-  PG_CALL(VecSet(local_, 0.0));
+  // The scatter-add into local_, whose owned lines are written into wx right behind the
+  // sweep (SweepAccumulator; a line is done once the sweep is a ghost width past it, and
+  // every stencil keeps within the ghost width); then only the ghost entries are summed
+  // into their owners.  local_ is left zero for the next vjp.  Lines of wx are written
+  // only behind the lines of w being read, so wx may be w.
+  const LocalArrayLayout& layout = departure_->layout();
   const PetscScalar* wa = nullptr;
-  PetscScalar* zl = nullptr;
+  PetscScalar *zl = nullptr, *wxa = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));
   PG_CALL(VecGetArray(local_, &zl));
-  departure_->scatterAdd(wa, zl);
+  PG_CALL(VecGetArray(wx, &wxa));
+  SweepAccumulator sum(layout, grid().spec().stencil_width, zl, wxa, zeroed,
+                       SweepAccumulator::Into::Assign);
+  departure_->scatterAddSweep(wa, zl, sum);
+  PG_CALL(VecRestoreArray(wx, &wxa));
   PG_CALL(VecRestoreArray(local_, &zl));
   PG_CALL(VecRestoreArrayRead(w, &wa));
-  PG_CALL(VecSet(wx, 0.0));
-  exchange_.addLocalToGlobal(local_, wx);
+  exchange_.addGhostsToGlobal(local_, wx);
+  PG_CALL(VecGetArray(local_, &zl));
+  zeroGhostEntries(layout, zl);
+  PG_CALL(VecRestoreArray(local_, &zl));
+  local_is_zero_ = true;
 }
 
 void SemiLagrangianAdvectionStep::approximateInverse(Vec y, Vec x) {
@@ -1117,14 +1155,14 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   PG_CALL(VecGetArray(work_a_, &u));
   maskUnclamped(active, wa, u, clamped_entries_, kUnclamped);  // u = M w
   PG_CALL(VecRestoreArray(work_a_, &u));
-  // work_b_ = u - B^T u / 2
-  uniformSweep(exchange_, *reverse_departure_, true, work_a_, local_b_, work_b_);
-  PG_CALL(VecAYPX(work_b_, -0.5, work_a_));
-  // wx = A^T (u - B^T u / 2)
-  uniformSweep(exchange_, *departure_, true, work_b_, local_a_, wx);
-  // + P^T w, then + u / 2.  Clamped entries are few: each adds its w into wx at the node it
-  // took where this rank owns that node, else into the ghost entry of local_b_ (whose ghost
-  // entries alone are zeroed first), which the ghost-only exchange sums into the owner.
+  // work_b_ = u - B^T u / 2 and wx = A^T (u - B^T u / 2) + u / 2, each combined as its
+  // sweep goes.
+  uniformTransposeSweep(exchange_, *reverse_departure_, work_a_, local_b_, work_b_, -0.5, 1.0,
+                        work_a_);
+  uniformTransposeSweep(exchange_, *departure_, work_b_, local_a_, wx, 1.0, 0.5, work_a_);
+  // + P^T w.  Clamped entries are few: each adds its w into wx at the node it took where
+  // this rank owns that node, else into the ghost entry of local_b_ (whose ghost entries
+  // alone are zeroed first), which the ghost-only exchange sums into the owner.
   const LocalArrayLayout& layout = departure_->layout();
   PetscScalar *pl = nullptr, *wxa = nullptr;
   PG_CALL(VecGetArray(local_b_, &pl));
@@ -1142,7 +1180,6 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   PG_CALL(VecRestoreArray(local_b_, &pl));
   PG_CALL(VecRestoreArrayRead(w, &wa));
   exchange_.addGhostsToGlobal(local_b_, wx);
-  PG_CALL(VecAXPY(wx, 0.5, work_a_));
 }
 
 void MacCormackAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {

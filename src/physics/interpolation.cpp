@@ -152,12 +152,13 @@ void CornerGhostExchange::addGhostsToGlobal(Vec local, Vec global) const {
 // ---------------------------------------------------------------------------------------
 
 SweepAccumulator::SweepAccumulator(const LocalArrayLayout& layout, PetscInt reach,
-                                   PetscScalar* local, PetscScalar* global, bool zeroed)
+                                   PetscScalar* local, PetscScalar* global, bool zeroed, Into into)
     : layout_(layout),
       axis_(layout.dim() == 3 ? 2 : 1),
       reach_(reach),
       local_(local),
       global_(global),
+      into_(into),
       current_(layout.ghostStart(axis_) - 1),
       zeroed_to_(zeroed ? layout.ghostStart(axis_) + layout.ghostSize(axis_)
                         : layout.ghostStart(axis_)),
@@ -194,10 +195,12 @@ void SweepAccumulator::addLine(PetscInt line) {
     const PetscInt k = plane ? line : k0;
     PetscScalar* src = local_ + layout_.arrayOffset(layout_.ownedStart(0), j, k);
     PetscScalar* dst = global_ + ((k - k0) * nj + (j - j0)) * row;
-    for (PetscInt e = 0; e < row; ++e) {
-      dst[e] += src[e];
-      src[e] = 0.0;
+    if (into_ == Into::Assign) {
+      std::copy(src, src + row, dst);
+    } else {
+      for (PetscInt e = 0; e < row; ++e) dst[e] += src[e];
     }
+    std::fill(src, src + row, 0.0);
   }
 }
 
@@ -436,9 +439,13 @@ void combineStreaming(const double* const* in, const double* w, PetscInt entries
 /// and `local` need hold only the ghosts: an owned source row is passed along x in place,
 /// except for the few outputs at its ends whose taps reach ghost values, which go through
 /// a scratch row.
+/// With `combined`, every stretch of out is combined with its addend right after it is
+/// written (InterpolationTable::transposeGatherSplit); the stretch is then written with
+/// ordinary stores, to be in cache for that.
 template <int N>
 void separableGather(const LocalArrayLayout& layout, const PetscInt* first, const double (*w)[4],
-                     const PetscScalar* owned, const PetscScalar* local, PetscScalar* out) {
+                     const PetscScalar* owned, const PetscScalar* local, PetscScalar* out,
+                     const InterpolationTable::Combination* combined = nullptr) {
   constexpr PetscInt kChunk = 8192;  // 64 KiB rows: the rings stay in L2
   const int dim = layout.dim();
   const PetscInt dof = layout.dof(), entries = layout.ownedSize(0) * dof;
@@ -454,9 +461,20 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
   const PetscInt y_end = y0 + ny, z_end = z0 + nz;
   std::vector<double> planes(dim > 2 ? static_cast<size_t>(N * ny * chunk) : 0);
   const bool stream =
+      !combined &&
       detail::streamingWorthIt(static_cast<std::size_t>(entries * ny * nz) * sizeof(PetscScalar));
+  // dst[0, n) of out = scale dst + addend_scale addend, where asked for.
+  auto combine_stretch = [&](double* dst, PetscInt n) {
+    if (!combined) return;
+    const double a = combined->scale, b = combined->addend_scale;
+    const PetscScalar* __restrict add = combined->addend + (dst - out);
+    for (PetscInt e = 0; e < n; ++e) dst[e] = a * dst[e] + b * add[e];
+  };
   auto finish = [&](const double* const* in, const double* weights, PetscInt n, double* dst) {
-    if (stream)
+    if (combined) {
+      combine<N>(in, weights, n, dst);
+      combine_stretch(dst, n);
+    } else if (stream)
       combineStreaming<N>(in, weights, n, dst);
     else
       combine<N>(in, weights, n, dst);
@@ -497,6 +515,7 @@ void separableGather(const LocalArrayLayout& layout, const PetscInt* first, cons
     };
     if (dim == 1) {
       passRow(0, 0, out + e0);
+      combine_stretch(out + e0, len);
       continue;
     }
     // Rings packed at the chunk's length: rows kChunk apart would alias in the caches
@@ -600,7 +619,7 @@ void InterpolationTable::gatherSplit(const PetscScalar* owned, const PetscScalar
 }
 
 void InterpolationTable::transposeGatherSplit(const PetscScalar* owned, const PetscScalar* w_local,
-                                              PetscScalar* out) const {
+                                              PetscScalar* out, const Combination* combined) const {
   if (!uniform_) throw std::logic_error("InterpolationTable::transposeGather: uniform tables only");
   // (A^T w)_i = sum_m W_m w_{i - first - m}: node m of the mirror is node N - 1 - m.
   PetscInt first[3] = {0, 0, 0};
@@ -610,9 +629,9 @@ void InterpolationTable::transposeGatherSplit(const PetscScalar* owned, const Pe
     for (int m = 0; m < nodes_; ++m) weight[a][m] = axis_weight_[a][nodes_ - 1 - m];
   }
   if (kind_ == Interpolation::Linear)
-    separableGather<2>(layout_, first, weight, owned, w_local, out);
+    separableGather<2>(layout_, first, weight, owned, w_local, out, combined);
   else
-    separableGather<4>(layout_, first, weight, owned, w_local, out);
+    separableGather<4>(layout_, first, weight, owned, w_local, out, combined);
 }
 
 void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* local) const {
@@ -638,6 +657,35 @@ void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* loca
         scatterAddAt<D, N>(off, w, values[p * dof_ + c], local + c);
     }
   });
+}
+
+void InterpolationTable::scatterAddSweep(const PetscScalar* values, PetscScalar* local,
+                                         SweepAccumulator& sum) const {
+  if (uniform_)
+    throw std::logic_error("InterpolationTable::scatterAddSweep: per-point tables only");
+  withStencilShape(dim_, kind_, [&](auto d, auto n) {
+    constexpr int D = decltype(d)::value, N = decltype(n)::value;
+    constexpr int per_point = D * N;
+    const PetscInt* __restrict off = offset_.data();
+    const double* __restrict w = weight_.data();
+    const PetscInt nx = layout_.ownedSize(0), ny = layout_.ownedSize(1);
+    const PetscInt j0 = layout_.ownedStart(1), k0 = layout_.ownedStart(2);
+    PetscInt p = 0;
+    for (PetscInt k = k0; k < k0 + layout_.ownedSize(2); ++k) {
+      for (PetscInt j = j0; j < j0 + ny; ++j) {
+        sum.beginLine(D == 3 ? k : j);
+        for (PetscInt i = 0; i < nx; ++i, ++p, off += per_point, w += per_point) {
+          if (dof_ == 1) {
+            scatterAddAt<D, N>(off, w, values[p], local);
+          } else {
+            for (PetscInt c = 0; c < dof_; ++c)
+              scatterAddAt<D, N>(off, w, values[p * dof_ + c], local + c);
+          }
+        }
+      }
+    }
+  });
+  sum.finishOwned();
 }
 
 }  // namespace physgrad

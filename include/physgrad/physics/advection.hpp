@@ -170,6 +170,9 @@ class SemiLagrangianAdvectionStep final : public Step {
   CornerGhostExchange exchange_;
   std::unique_ptr<InterpolationTable> departure_, reverse_departure_;
   OwnedVec local_;
+  // local_ is all zero, as a per-point vjp leaves it (its next vjp skips the zeroing);
+  // any other use of local_ clears this.
+  bool local_is_zero_ = false;
   std::unique_ptr<detail::KrylovSolver> solver_;
 };
 

@@ -195,7 +195,8 @@ class CornerGhostExchange {
 /// and scatters only into nodes at most `reach` lines from the point's own.  Unless the
 /// array is zero already, a line is zeroed when a point comes within `reach` of it.  Once
 /// the sweep is more than `reach` lines past a line, its owned entries are added into
-/// `global` (global[e] += local[e]) and set to zero; finishOwned() does this for the rest.
+/// `global` (global[e] += local[e], or global[e] = local[e] with Into::Assign, for a
+/// global array holding nothing yet) and set to zero; finishOwned() does this for the rest.
 /// The caller then sums the ghost entries into their owners
 /// (CornerGhostExchange::addGhostsToGlobal) and zeroes them (zeroGhostEntries).  The result
 /// equals zeroing local, scattering, and CornerGhostExchange::addLocalToGlobal, as long as
@@ -204,9 +205,11 @@ class CornerGhostExchange {
 /// being zero after a sweep that did not finish).
 class SweepAccumulator {
  public:
+  /// How a finished line goes into global: added to what is there, or written over it.
+  enum class Into { Add, Assign };
   /// `zeroed`: every entry of local is zero already (e.g. left so by the previous sweep).
   SweepAccumulator(const LocalArrayLayout& layout, PetscInt reach, PetscScalar* local,
-                   PetscScalar* global, bool zeroed);
+                   PetscScalar* global, bool zeroed, Into into = Into::Add);
   /// The sweep is about to scatter from the points of line `line` (global index along the
   /// outermost axis; non-decreasing from call to call).
   void beginLine(PetscInt line) {
@@ -224,6 +227,7 @@ class SweepAccumulator {
   PetscInt reach_;
   PetscScalar* local_;
   PetscScalar* global_;
+  Into into_;
   PetscInt current_, zeroed_to_, added_to_;  // lines: [ghost start, zeroed_to_) are zero
 };
 
@@ -1135,15 +1139,26 @@ class InterpolationTable {
   /// sums the ghost contributions into their owners, CornerGhostExchange::addLocalToGlobal).
   /// values and local must not overlap.
   void scatterAdd(const PetscScalar* values, PetscScalar* local) const;
+  /// Per-point tables: scatterAdd along a SweepAccumulator built on `local` with a reach of
+  /// at least reach(): each line announced before its points scatter, finishOwned() at the
+  /// end.  The caller then sums and zeroes the ghost entries as SweepAccumulator says.
+  void scatterAddSweep(const PetscScalar* values, PetscScalar* local, SweepAccumulator& sum) const;
 
   /// Uniform tables only: gather with the owned values read from `owned` (the global Vec's
   /// array, forEachOwned order) and only the ghost values from `local`
   /// (CornerGhostExchange::ghostsToLocal): the same result as gather() from a full local
   /// copy.
   void gatherSplit(const PetscScalar* owned, const PetscScalar* local, PetscScalar* out) const;
-  /// transposeGather from the same split source.
-  void transposeGatherSplit(const PetscScalar* owned, const PetscScalar* w_local,
-                            PetscScalar* out) const;
+  /// transposeGather from the same split source.  With `combined`, out = scale * (the
+  /// transpose applied to w) + addend_scale * addend instead: each stretch of out is
+  /// combined with the addend (an owned array like out) right after it is computed, while
+  /// it is in cache, which saves a separate pass over memory.
+  struct Combination {
+    double scale = 1.0, addend_scale = 0.0;
+    const PetscScalar* addend = nullptr;
+  };
+  void transposeGatherSplit(const PetscScalar* owned, const PetscScalar* w_local, PetscScalar* out,
+                            const Combination* combined = nullptr) const;
   /// Uniform tables only: out = the transpose of gather applied to w, computed as a gather
   /// of the mirrored stencil from a local array of w with its ghosts (periodic images), so
   /// that no ghost contributions need summing afterwards.  The same sums as scatterAdd
