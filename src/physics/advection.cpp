@@ -355,43 +355,38 @@ DepartureTables buildDepartureTables(const Grid& grid, const VelocityField& velo
 }
 
 /// out = the uniform table's sweep of `in` (its transpose if `transposed`), reading owned
-/// values from `in` itself and only the ghosts, copied into `ghosts` (a local Vec).
+/// values from `in` itself and only the ghosts, copied into `ghosts` (a local Vec).  With
+/// `combined` (transposed sweeps only), out = scale * (the sweep) + addend_scale * addend
+/// instead, combined as the sweep goes (no pass of its own); addend must not be out.
+struct SweepCombination {
+  double scale, addend_scale;
+  Vec addend;
+};
 void uniformSweep(const CornerGhostExchange& exchange, const InterpolationTable& table,
-                  bool transposed, Vec in, Vec ghosts, Vec out) {
-  exchange.ghostsToLocal(in, ghosts);
-  const PetscScalar *ia = nullptr, *gl = nullptr;
-  PetscScalar* oa = nullptr;
-  PG_CALL(VecGetArrayRead(in, &ia));
-  PG_CALL(VecGetArrayRead(ghosts, &gl));
-  PG_CALL(VecGetArray(out, &oa));
-  if (transposed)
-    table.transposeGatherSplit(ia, gl, oa);
-  else
-    table.gatherSplit(ia, gl, oa);
-  PG_CALL(VecRestoreArray(out, &oa));
-  PG_CALL(VecRestoreArrayRead(ghosts, &gl));
-  PG_CALL(VecRestoreArrayRead(in, &ia));
-}
-
-/// out = scale * (the uniform table's transposed sweep of `in`) + addend_scale * addend, as
-/// uniformSweep, combined as the sweep goes (no pass of its own).  addend must not be out.
-void uniformTransposeSweep(const CornerGhostExchange& exchange, const InterpolationTable& table,
-                           Vec in, Vec ghosts, Vec out, double scale, double addend_scale,
-                           Vec addend) {
+                  bool transposed, Vec in, Vec ghosts, Vec out,
+                  const SweepCombination* combined = nullptr) {
+  if (combined && !transposed)
+    throw std::logic_error("uniformSweep: a combined sweep must be a transposed one");
   exchange.ghostsToLocal(in, ghosts);
   const PetscScalar *ia = nullptr, *gl = nullptr, *aa = nullptr;
   PetscScalar* oa = nullptr;
   PG_CALL(VecGetArrayRead(in, &ia));
   PG_CALL(VecGetArrayRead(ghosts, &gl));
-  PG_CALL(VecGetArrayRead(addend, &aa));
+  if (combined) PG_CALL(VecGetArrayRead(combined->addend, &aa));
   PG_CALL(VecGetArray(out, &oa));
-  InterpolationTable::Combination combined;
-  combined.scale = scale;
-  combined.addend_scale = addend_scale;
-  combined.addend = aa;
-  table.transposeGatherSplit(ia, gl, oa, &combined);
+  if (combined) {
+    InterpolationTable::Combination c;
+    c.scale = combined->scale;
+    c.addend_scale = combined->addend_scale;
+    c.addend = aa;
+    table.transposeGatherSplit(ia, gl, oa, &c);
+  } else if (transposed) {
+    table.transposeGatherSplit(ia, gl, oa);
+  } else {
+    table.gatherSplit(ia, gl, oa);
+  }
   PG_CALL(VecRestoreArray(out, &oa));
-  PG_CALL(VecRestoreArrayRead(addend, &aa));
+  if (combined) PG_CALL(VecRestoreArrayRead(combined->addend, &aa));
   PG_CALL(VecRestoreArrayRead(ghosts, &gl));
   PG_CALL(VecRestoreArrayRead(in, &ia));
 }
@@ -1157,9 +1152,9 @@ void MacCormackAdvectionStep::adjointUniform(Vec w, Vec wx) {
   PG_CALL(VecRestoreArray(work_a_, &u));
   // work_b_ = u - B^T u / 2 and wx = A^T (u - B^T u / 2) + u / 2, each combined as its
   // sweep goes.
-  uniformTransposeSweep(exchange_, *reverse_departure_, work_a_, local_b_, work_b_, -0.5, 1.0,
-                        work_a_);
-  uniformTransposeSweep(exchange_, *departure_, work_b_, local_a_, wx, 1.0, 0.5, work_a_);
+  const SweepCombination minus_half{-0.5, 1.0, work_a_}, plus_half_u{1.0, 0.5, work_a_};
+  uniformSweep(exchange_, *reverse_departure_, true, work_a_, local_b_, work_b_, &minus_half);
+  uniformSweep(exchange_, *departure_, true, work_b_, local_a_, wx, &plus_half_u);
   // + P^T w.  Clamped entries are few: each adds its w into wx at the node it took where
   // this rank owns that node, else into the ghost entry of local_b_ (whose ghost entries
   // alone are zeroed first), which the ghost-only exchange sums into the owner.
