@@ -569,6 +569,66 @@ void uniformScatterAdd(const LocalArrayLayout& layout, const std::vector<PetscIn
   });
 }
 
+/// scatterAddAt<D, N>(offset, weight, value, local) for a stencil whose rows are runs of
+/// adjacent nodes (x offsets offset[0], offset[0] + 1, ...): each row updated as one vector,
+/// with the same products and sums per node as scatterAddAt.
+template <int D, int N>
+inline void scatterAddRunsAt(const PetscInt* offset, const double* weight, double value,
+                             PetscScalar* local) {
+  using Run = detail::Doubles<N>;
+  Run wx;
+  detail::loadDoubles<N>(weight, wx);
+  PetscScalar* base = local + offset[0];
+  const auto update = [&](PetscScalar* run, double scale) {
+    Run r;
+    detail::loadDoubles<N>(run, r);
+    r += wx * scale;
+    detail::storeDoubles<N>(run, r);
+  };
+  if constexpr (D == 1) {
+    update(base, value);
+  } else if constexpr (D == 2) {
+    for (int b = 0; b < N; ++b) update(base + offset[N + b], weight[N + b] * value);
+  } else {
+    for (int c = 0; c < N; ++c) {
+      const double vc = weight[2 * N + c] * value;
+      for (int b = 0; b < N; ++b)
+        update(base + offset[2 * N + c] + offset[N + b], weight[N + b] * vc);
+    }
+  }
+}
+
+/// The scatter-add of a scalar field's per-point stencils for the `count` points of one grid
+/// row (stencils per_point entries apart from off and w, values from `values`).  Each
+/// stencil row that is a run of adjacent nodes is updated as one vector.  Consecutive
+/// points update overlapping runs, and a vector load that overlaps an earlier store only in
+/// part cannot take its data from the store buffer: it waits until the store reaches the
+/// cache.  So the points go in groups of kGroup, each in kPhases interleaved passes: 0, 4,
+/// 8, ..., then 1, 5, 9, ... (a smooth velocity moves neighbours' departure points by about
+/// a cell each, so points kPhases apart touch no common node, and a pass starts kGroup /
+/// kPhases points after the one before).  A group's stencils stay in the L1 cache for its
+/// passes.  Measured on the Xeon guest (2D cubic vortex, 512^2): the vjp took 1.5 forwards
+/// with node-by-node updates in point order, 1.45 with runs in passes over whole rows of
+/// 512, 1.1 with groups of 16 to 64 points.  Deterministic: the order depends on the row.
+template <int D, int N>
+void scatterAddRow(const PetscInt* off, const double* w, const PetscScalar* values, PetscInt count,
+                   PetscScalar* local) {
+  constexpr int per_point = D * N, kPhases = 4, kGroup = 32;
+  for (PetscInt group = 0; group < count; group += kGroup) {
+    const PetscInt end = std::min<PetscInt>(count, group + kGroup);
+    for (int phase = 0; phase < kPhases; ++phase) {
+      for (PetscInt i = group + phase; i < end; i += kPhases) {
+        const PetscInt* o = off + i * per_point;
+        const double* wi = w + i * per_point;
+        if (detail::rowIsContiguous<N, 1, 1>(o))
+          scatterAddRunsAt<D, N>(o, wi, values[i], local);
+        else
+          scatterAddAt<D, N>(o, wi, values[i], local);
+      }
+    }
+  }
+}
+
 /// f(std::integral_constant<int, nodes^dim>) for a table's stencil shape.
 template <class F>
 void withNodeCount(int dim, Interpolation kind, F&& f) {
@@ -647,9 +707,10 @@ void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* loca
     const PetscInt* __restrict off = offset_.data();
     const double* __restrict w = weight_.data();
     if (dof_ == 1) {
-      // As in gather: a loop over points only for a scalar field.
-      for (PetscInt p = 0; p < count_; ++p, off += per_point, w += per_point)
-        scatterAddAt<D, N>(off, w, values[p], local);
+      // A scalar field row by row (see scatterAddRow).
+      const PetscInt nx = layout_.ownedSize(0);
+      for (PetscInt p = 0; p < count_; p += nx)
+        scatterAddRow<D, N>(off + p * per_point, w + p * per_point, values + p, nx, local);
       return;
     }
     for (PetscInt p = 0; p < count_; ++p, off += per_point, w += per_point) {
@@ -674,13 +735,16 @@ void InterpolationTable::scatterAddSweep(const PetscScalar* values, PetscScalar*
     for (PetscInt k = k0; k < k0 + layout_.ownedSize(2); ++k) {
       for (PetscInt j = j0; j < j0 + ny; ++j) {
         sum.beginLine(D == 3 ? k : j);
+        if (dof_ == 1) {
+          scatterAddRow<D, N>(off, w, values + p, nx, local);
+          p += nx;
+          off += nx * per_point;
+          w += nx * per_point;
+          continue;
+        }
         for (PetscInt i = 0; i < nx; ++i, ++p, off += per_point, w += per_point) {
-          if (dof_ == 1) {
-            scatterAddAt<D, N>(off, w, values[p], local);
-          } else {
-            for (PetscInt c = 0; c < dof_; ++c)
-              scatterAddAt<D, N>(off, w, values[p * dof_ + c], local + c);
-          }
+          for (PetscInt c = 0; c < dof_; ++c)
+            scatterAddAt<D, N>(off, w, values[p * dof_ + c], local + c);
         }
       }
     }

@@ -652,6 +652,12 @@ inline void loadDoubles(const double* p, Doubles<L>& v) {
   v = *reinterpret_cast<const typename UnalignedDoubleVector<L>::type*>(p);
 }
 
+/// Stores the L doubles of v at p (any double-aligned address), as one vector store.
+template <int L>
+inline void storeDoubles(double* p, const Doubles<L>& v) {
+  *reinterpret_cast<typename UnalignedDoubleVector<L>::type*>(p) = v;
+}
+
 /// True when the N nodes of a stencil row (x offsets, S apart) are adjacent in the array,
 /// C values each: the row is then one run of N * C values.
 template <int N, int C, int S>
