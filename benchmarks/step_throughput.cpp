@@ -47,7 +47,8 @@ static const char kHelp[] =
 namespace {
 
 struct BenchOptions {
-  PetscInt n2 = 4096, n3 = 256, reps = 10, gradient_steps = 64, gradient_n = 512, gradient_reps = 5;
+  PetscInt n2 = 4096, n3 = 256, reps = 10, gradient_steps = 64, gradient_n = 512, gradient_n3 = 0,
+           gradient_reps = 5;
   std::vector<std::string> steps, gradient_types;
   std::string output = "step_throughput.csv";
   PetscInt streaming = 0;  // index into kStreamingNames
@@ -80,8 +81,11 @@ PetscErrorCode readOptions(BenchOptions* o) {
                             "(vjp, forward) pairs of one step: the forward time reported is the "
                             "best, the ratios the medians of the pairs",
                             nullptr, o->gradient_reps, &o->gradient_reps, nullptr));
-  PetscCall(PetscOptionsInt("-gradient_n", "Points per axis of the 2D gradient-cost grid", nullptr,
-                            o->gradient_n, &o->gradient_n, nullptr));
+  PetscCall(PetscOptionsInt("-gradient_n", "Points per axis of the 2D gradient-cost grid (0: skip)",
+                            nullptr, o->gradient_n, &o->gradient_n, nullptr));
+  PetscCall(PetscOptionsInt("-gradient_n3",
+                            "Points per axis of the 3D gradient-cost grid (0, the default: skip)",
+                            nullptr, o->gradient_n3, &o->gradient_n3, nullptr));
   char* graw[32] = {};
   PetscInt gcount = 32;
   PetscBool gset = PETSC_FALSE;
@@ -226,8 +230,8 @@ int run() {
   if (pg::helpRequested()) return 0;
   if (o.reps < 1 || o.gradient_reps < 1)
     throw pg::InputError("options -reps and -gradient_reps must be >= 1");
-  if (o.n2 < 0 || o.n3 < 0 || o.gradient_n < 0)
-    throw pg::InputError("options -n2, -n3 and -gradient_n must be >= 0");
+  if (o.n2 < 0 || o.n3 < 0 || o.gradient_n < 0 || o.gradient_n3 < 0)
+    throw pg::InputError("options -n2, -n3, -gradient_n and -gradient_n3 must be >= 0");
   if (o.gradient_steps < 0) throw pg::InputError("option -gradient_steps must be >= 0");
   if (o.steps.empty()) o.steps = benchmarks::stepNames();
   if (o.gradient_types.empty()) o.gradient_types = o.steps;
@@ -299,67 +303,72 @@ int run() {
     }
   }
 
-  if (o.gradient_steps > 0 && o.gradient_n > 0) {
+  if (o.gradient_steps > 0 && (o.gradient_n > 0 || o.gradient_n3 > 0)) {
     const PetscInt K = o.gradient_steps;
     const PetscInt sqrt_k = std::max<PetscInt>(1, static_cast<PetscInt>(std::lround(std::sqrt(K))));
     pg::rootPrintf(
         "\nGradient (the simulator's recording forward pass + its reverse sweep) / forward (K "
-        "plain steps), median of interleaved pairs, K = %d steps on %d^2, "
+        "plain steps), median of interleaved pairs, K = %d steps, "
         "store-all vs %d checkpoints (linear steps store no states: both columns "
         "measure the same sweep); and one step's vjp right after its forward at the same state "
         "against that forward.  Recomputed steps and visits without a linearisation record "
         "(each re-linearises its step) are those of the checkpointed sweep:\n\n"
-        "| step | linear | forward ms | ratio store-all | ratio sqrt(K) checkpoints | "
+        "| grid | step | linear | forward ms | ratio store-all | ratio sqrt(K) checkpoints | "
         "recomputed steps | visits without a record | one step: vjp / forward |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|\n",
-        static_cast<int>(K), static_cast<int>(o.gradient_n), static_cast<int>(sqrt_k));
-    for (const auto& name : o.gradient_types) {
-      const benchmarks::StepEntry& entry = benchmarks::findStep(name);
-      if (!entry.supports(2)) continue;
-      pg::Grid grid(PETSC_COMM_WORLD, entry.gridSpec(2, o.gradient_n));
-      std::shared_ptr<pg::Step> step = entry.make(grid);
-      pg::OwnedVec x = benchmarks::smoothField(grid), y = grid.createGlobal(),
-                   w = benchmarks::smoothField(grid), g = grid.createGlobal(),
-                   y2 = grid.createGlobal();
-      // The reference: K plain forward steps, recording nothing (the simulator's own
-      // forward pass also stores states and linearisation records for its reverse sweep,
-      // and that cost belongs to the gradient).
-      const auto plain_forward = [&] {
-        Vec in = x;
-        for (PetscInt k = 0; k < K; ++k) {
-          Vec out = k % 2 == 0 ? y.get() : y2.get();
-          step->forward(in, out);
-          in = out;
+        "|---|---|---|---:|---:|---:|---:|---:|---:|\n",
+        static_cast<int>(K), static_cast<int>(sqrt_k));
+    const std::pair<int, PetscInt> gradient_grids[] = {{2, o.gradient_n}, {3, o.gradient_n3}};
+    for (const auto& [dim, points] : gradient_grids) {
+      if (points == 0) continue;
+      for (const auto& name : o.gradient_types) {
+        const benchmarks::StepEntry& entry = benchmarks::findStep(name);
+        if (!entry.supports(dim)) continue;
+        pg::Grid grid(PETSC_COMM_WORLD, entry.gridSpec(dim, points));
+        std::shared_ptr<pg::Step> step = entry.make(grid);
+        pg::OwnedVec x = benchmarks::smoothField(grid), y = grid.createGlobal(),
+                     w = benchmarks::smoothField(grid), g = grid.createGlobal(),
+                     y2 = grid.createGlobal();
+        // The reference: K plain forward steps, recording nothing (the simulator's own
+        // forward pass also stores states and linearisation records for its reverse sweep,
+        // and that cost belongs to the gradient).
+        const auto plain_forward = [&] {
+          Vec in = x;
+          for (PetscInt k = 0; k < K; ++k) {
+            Vec out = k % 2 == 0 ? y.get() : y2.get();
+            step->forward(in, out);
+            in = out;
+          }
+        };
+        // One step: what a reverse sweep pays per step against the forward.
+        const Interleaved single = timeInterleaved(
+            o.gradient_reps, [&] { step->vjp(x, w, g); }, [&] { step->forward(x, y); });
+        double ratio[2] = {0, 0};
+        double forward_time = 0;
+        long recomputed = 0, unrecorded = 0;
+        for (int variant = 0; variant < 2; ++variant) {
+          pg::CheckpointOptions cp;
+          cp.checkpoints = variant == 0 ? 0 : sqrt_k;
+          pg::Simulator sim(grid, std::vector<std::shared_ptr<pg::Step>>(K, step), cp);
+          // Gradient and forward repetitions interleaved; the ratio is the median of the
+          // per-pair ratios (robust to the load of a shared machine), the forward time the best.
+          const Interleaved t = timeInterleaved(
+              o.gradient_reps,
+              [&] {
+                sim.forward(x, y);
+                sim.vjp(x, w, g);
+              },
+              plain_forward);
+          const double tf = t.best_g;
+          ratio[variant] = t.median_f_over_g;
+          if (variant == 0) forward_time = tf;
+          recomputed = sim.lastRecomputed();
+          unrecorded = sim.lastUnrecordedVisits();
         }
-      };
-      // One step: what a reverse sweep pays per step against the forward.
-      const Interleaved single = timeInterleaved(
-          o.gradient_reps, [&] { step->vjp(x, w, g); }, [&] { step->forward(x, y); });
-      double ratio[2] = {0, 0};
-      double forward_time = 0;
-      long recomputed = 0, unrecorded = 0;
-      for (int variant = 0; variant < 2; ++variant) {
-        pg::CheckpointOptions cp;
-        cp.checkpoints = variant == 0 ? 0 : sqrt_k;
-        pg::Simulator sim(grid, std::vector<std::shared_ptr<pg::Step>>(K, step), cp);
-        // Gradient and forward repetitions interleaved; the ratio is the median of the
-        // per-pair ratios (robust to the load of a shared machine), the forward time the best.
-        const Interleaved t = timeInterleaved(
-            o.gradient_reps,
-            [&] {
-              sim.forward(x, y);
-              sim.vjp(x, w, g);
-            },
-            plain_forward);
-        const double tf = t.best_g;
-        ratio[variant] = t.median_f_over_g;
-        if (variant == 0) forward_time = tf;
-        recomputed = sim.lastRecomputed();
-        unrecorded = sim.lastUnrecordedVisits();
+        pg::rootPrintf("| %d^%d | %s | %s | %.1f | %.2f | %.2f | %ld | %ld | %.2f |\n",
+                       static_cast<int>(points), dim, name.c_str(), step->isLinear() ? "yes" : "no",
+                       1e3 * forward_time, ratio[0], ratio[1], recomputed, unrecorded,
+                       single.median_f_over_g);
       }
-      pg::rootPrintf("| %s | %s | %.1f | %.2f | %.2f | %ld | %ld | %.2f |\n", name.c_str(),
-                     step->isLinear() ? "yes" : "no", 1e3 * forward_time, ratio[0], ratio[1],
-                     recomputed, unrecorded, single.median_f_over_g);
     }
   }
   pg::rootPrintf("\nresults in %s\n", o.output.c_str());
