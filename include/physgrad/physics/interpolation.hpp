@@ -974,15 +974,57 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
   }
 }
 
+/// scatterAddAtComponents<3, N, C, S> for a stencil whose rows are runs of adjacent nodes:
+/// each row's N * C values updated as a few vectors, with the same products and sums per
+/// entry.  Consecutive calls must touch no common node: a vector load that overlaps an
+/// earlier store only in part waits until that store reaches the cache.
+template <int N, int C, int S>
+inline void scatterAddRuns3(const PetscInt* offset, const double* weight, const double* value,
+                            PetscScalar* a) {
+  using Row = detail::StencilRow<N, C>;
+  double coefficient[N * C];
+  for (int m = 0; m < N; ++m)
+    for (int c = 0; c < C; ++c) coefficient[m * C + c] = weight[m * S];
+  Row wx, scaled;
+  std::memcpy(wx.v, coefficient, sizeof coefficient);
+  PetscScalar* base = a + offset[0];
+  for (int k = 0; k < N; ++k) {
+    double vk[C];
+    for (int c = 0; c < C; ++c) vk[c] = weight[(2 * N + k) * S] * value[c];
+    for (int b = 0; b < N; ++b) {
+      double vb[N * C];
+      for (int c = 0; c < C; ++c) vb[c] = weight[(N + b) * S] * vk[c];
+      for (int m = 1; m < N; ++m)
+        for (int c = 0; c < C; ++c) vb[m * C + c] = vb[c];
+      std::memcpy(scaled.v, vb, sizeof vb);
+      PetscScalar* row = base + offset[(2 * N + k) * S] + offset[(N + b) * S];
+      for (int i = 0; i < Row::K; ++i) {
+        detail::Doubles<Row::W> r;
+        detail::loadDoubles<Row::W>(row + i * Row::W, r);
+        r += wx.v[i] * scaled.v[i];
+        detail::storeDoubles<Row::W>(row + i * Row::W, r);
+      }
+    }
+  }
+}
+
 /// scatterAddAtComponents(offset, weight, value, z) and gradientAtComponents(offset, weight,
 /// slope, a, grad) in one walk over the stencil (an adjoint needs both at each point): the
 /// same results, with the offsets and weights read once.  z and a must not overlap.
-template <int D, int N, int C, int S = 1>
+/// WholeRuns (3D): a stencil row of adjacent nodes is updated as a few vectors
+/// (scatterAddRuns3; consecutive calls must touch no common node).
+template <int D, int N, int C, int S = 1, bool WholeRuns = false>
 inline void scatterAddAndGradientAtComponents(const PetscInt* offset, const double* weight,
                                               const double* slope, const double* value,
                                               PetscScalar* z, const PetscScalar* a, double* grad) {
+  static_assert(!WholeRuns || D == 3, "whole-run updates in 3D only");
   if constexpr (D != 2) {
-    scatterAddAtComponents<D, N, C, S>(offset, weight, value, z);
+    bool done = false;
+    if constexpr (WholeRuns) {
+      done = detail::rowIsContiguous<N, C, S>(offset);
+      if (done) scatterAddRuns3<N, C, S>(offset, weight, value, z);
+    }
+    if (!done) scatterAddAtComponents<D, N, C, S>(offset, weight, value, z);
     gradientAtComponents<D, N, C, S>(offset, weight, slope, a, grad);
   } else {
     PetscInt ox[N];
