@@ -3,7 +3,7 @@
 #   step throughput beside a STREAM triad, at 1 and 2 ranks: every step at 4096^2 and
 #   256^3 (advection with a constant velocity: one stencil for all points), the
 #   interpolating steps with a Taylor-Green vortex (per-point stencil tables) at 2048^2 and
-#   128^3, and the gradient/forward cost ratios;
+#   128^3, and the gradient/forward cost ratios (K = 64 steps on 512^2 and on 64^3);
 #   the explicit stencil with streaming stores always on and always off, beside a plain loop;
 #   the optimiser race on the heat inverse problem (who reaches which error how fast).
 # Usage: benchmarks/run_benchmarks.sh [max_ranks (default 2)] [part ...]
@@ -54,9 +54,9 @@ if wanted tables; then
       # A velocity that varies in space: per-point stencil tables (hundreds of bytes per point
       # in 3D), so these run smaller.
       throughput "$np" -n2 2048 -n3 128 \
-        -reps 5 -gradient_steps 64 -gradient_n 512 -gradient_reps 9 \
+        -reps 5 -gradient_steps 64 -gradient_n 512 -gradient_n3 64 -gradient_reps 9 \
         -steps upwind_advection_vortex,sl_linear_advection_vortex,sl_cubic_advection_vortex,maccormack_advection_vortex \
-        -gradient_types explicit_diffusion,be_diffusion,sl_cubic_advection,sl_cubic_advection_vortex,maccormack_advection,maccormack_advection_vortex,burgers_self_advection \
+        -gradient_types explicit_diffusion,be_diffusion,sl_cubic_advection,sl_linear_advection_vortex,sl_cubic_advection_vortex,maccormack_advection,maccormack_advection_vortex,burgers_self_advection \
         -output "$out/step_throughput_np${np}_b.csv"
     done
   } | tee "$out/step_throughput_b.md"
