@@ -647,7 +647,8 @@ inline double gatherRunsAt(const PetscInt* offset, const double* weight, const P
 }
 
 /// The scatter-add of a scalar field's per-point stencils for the `count` points of one grid
-/// row (stencils per_point entries apart from off and w, values from `values`).  Each
+/// row (stencils per_point entries apart from off and w, values from `values`; the table
+/// holds `in_table` stencils from off and w on, this row's and the following ones).  Each
 /// stencil row that is a run of adjacent nodes is updated as one vector.  Consecutive
 /// points update overlapping runs, and a vector load that overlaps an earlier store only in
 /// part cannot take its data from the store buffer: it waits until the store reaches the
@@ -661,13 +662,13 @@ inline double gatherRunsAt(const PetscInt* offset, const double* weight, const P
 /// the order depends on the row alone.
 template <int D, int N>
 void scatterAddRow(const PetscInt* off, const double* w, const PetscScalar* values, PetscInt count,
-                   PetscScalar* local) {
+                   PetscInt in_table, PetscScalar* local) {
   constexpr int per_point = D * N, kPhases = 4, kGroup = 32;
   for (PetscInt group = 0; group < count; group += kGroup) {
     const PetscInt end = std::min<PetscInt>(count, group + kGroup);
-    // The next group's stencils, line by line: the passes read this group's with a
-    // stride, which the hardware prefetchers do not follow far enough ahead.
-    const PetscInt next_end = std::min<PetscInt>(count, end + kGroup);
+    // The next kGroup stencils (into the next row), line by line: the passes read this
+    // group's with a stride, which the hardware prefetchers do not follow far enough ahead.
+    const PetscInt next_end = std::min<PetscInt>(in_table, end + kGroup);
     prefetchLines(off + end * per_point, off + next_end * per_point);
     prefetchLines(w + end * per_point, w + next_end * per_point);
     for (int phase = 0; phase < kPhases; ++phase) {
@@ -765,7 +766,8 @@ void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* loca
       // A scalar field row by row (see scatterAddRow).
       const PetscInt nx = layout_.ownedSize(0);
       for (PetscInt p = 0; p < count_; p += nx)
-        scatterAddRow<D, N>(off + p * per_point, w + p * per_point, values + p, nx, local);
+        scatterAddRow<D, N>(off + p * per_point, w + p * per_point, values + p, nx, count_ - p,
+                            local);
       return;
     }
     for (PetscInt p = 0; p < count_; ++p, off += per_point, w += per_point) {
@@ -791,7 +793,7 @@ void InterpolationTable::scatterAddSweep(const PetscScalar* values, PetscScalar*
       for (PetscInt j = j0; j < j0 + ny; ++j) {
         sum.beginLine(D == 3 ? k : j);
         if (dof_ == 1) {
-          scatterAddRow<D, N>(off, w, values + p, nx, local);
+          scatterAddRow<D, N>(off, w, values + p, nx, count_ - p, local);
           p += nx;
           off += nx * per_point;
           w += nx * per_point;
