@@ -656,10 +656,10 @@ inline double gatherRunsAt(const PetscInt* offset, const double* weight, const P
 /// 8, ..., then 1, 5, 9, ... (a smooth velocity moves neighbours' departure points by about
 /// a cell each, so points kPhases apart touch no common node, and a pass starts kGroup /
 /// kPhases points after the one before).  A group's stencils stay in the L1 cache for its
-/// passes.  Measured on the Xeon guest (2D cubic vortex, 512^2): the vjp took 1.4-1.5
-/// forwards with node-by-node updates in point order, 1.3-1.45 with vector runs in passes
-/// over whole rows of 512 points, 1.07-1.2 with groups of 16 to 64 points.  Deterministic:
-/// the order depends on the row alone.
+/// passes.  Measured on the Xeon guest (2D cubic vortex, 512^2, before the gather by rows):
+/// the vjp took 1.4-1.5 forwards with node-by-node updates in point order, 1.3-1.45 with
+/// vector runs in passes over whole rows of 512 points, 1.07-1.2 with groups of 16 to 64
+/// points.  Deterministic: the order depends on the row alone.
 template <int D, int N>
 void scatterAddRow(const PetscInt* off, const double* w, const PetscScalar* values, PetscInt count,
                    PetscInt in_table, PetscScalar* local) {

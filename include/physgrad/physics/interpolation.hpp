@@ -976,8 +976,9 @@ inline void gradientAtComponents(const PetscInt* offset, const double* weight, c
 
 /// scatterAddAtComponents<3, N, C, S> for a stencil whose rows are runs of adjacent nodes:
 /// each row's N * C values updated as a few vectors, with the same products and sums per
-/// entry.  Consecutive calls must touch no common node: a vector load that overlaps an
-/// earlier store only in part waits until that store reaches the cache.
+/// entry.  Right in any order of calls, but a vector load that overlaps a recent store only
+/// in part waits until that store reaches the cache: it pays where the next call's
+/// overlapping rows come late enough (16 rows per 3D stencil) or touch other nodes.
 template <int N, int C, int S>
 inline void scatterAddRuns3(const PetscInt* offset, const double* weight, const double* value,
                             PetscScalar* a) {
@@ -1012,7 +1013,7 @@ inline void scatterAddRuns3(const PetscInt* offset, const double* weight, const 
 /// slope, a, grad) in one walk over the stencil (an adjoint needs both at each point): the
 /// same results, with the offsets and weights read once.  z and a must not overlap.
 /// WholeRuns (3D): a stencil row of adjacent nodes is updated as a few vectors
-/// (scatterAddRuns3; consecutive calls must touch no common node).
+/// (scatterAddRuns3; the same results).
 template <int D, int N, int C, int S = 1, bool WholeRuns = false>
 inline void scatterAddAndGradientAtComponents(const PetscInt* offset, const double* weight,
                                               const double* slope, const double* value,
