@@ -598,15 +598,6 @@ inline void scatterAddRunsAt(const PetscInt* offset, const double* weight, doubl
   }
 }
 
-/// Asks for the cache lines of [from, to) to be fetched (a hint; no effect on results).
-template <class T>
-inline void prefetchLines(const T* from, const T* to) {
-  constexpr std::size_t kLine = 64;
-  const char* end = reinterpret_cast<const char*>(to);
-  for (const char* q = reinterpret_cast<const char*>(from); q < end; q += kLine)
-    __builtin_prefetch(q);
-}
-
 /// gatherAt<D, N>(offset, weight, local) for a stencil whose rows are runs of adjacent
 /// nodes, columns first: col = sum over the rows (z outer, y inner, in index order) of
 /// their weight times the row as one vector, then sum_m wx_m col_m.  The same terms as
@@ -666,13 +657,19 @@ void scatterAddRow(const PetscInt* off, const double* w, const PetscScalar* valu
   constexpr int per_point = D * N, kPhases = 4, kGroup = 32;
   for (PetscInt group = 0; group < count; group += kGroup) {
     const PetscInt end = std::min<PetscInt>(count, group + kGroup);
-    // The next kGroup stencils (into the next row), line by line: the passes read this
-    // group's with a stride, which the hardware prefetchers do not follow far enough ahead.
-    const PetscInt next_end = std::min<PetscInt>(in_table, end + kGroup);
-    prefetchLines(off + end * per_point, off + next_end * per_point);
-    prefetchLines(w + end * per_point, w + next_end * per_point);
+    // One stencil of the next kGroup (into the next row) asked for per point processed:
+    // the passes read this group's with a stride, which the hardware prefetchers do not
+    // follow far enough ahead, and a burst of prefetches at the start of a group would
+    // stall on the cache's fill buffers.
+    PetscInt ahead = end;
     for (int phase = 0; phase < kPhases; ++phase) {
       for (PetscInt i = group + phase; i < end; i += kPhases) {
+        if (ahead < in_table) {
+          __builtin_prefetch(off + ahead * per_point);
+          __builtin_prefetch(w + ahead * per_point);
+          __builtin_prefetch(w + ahead * per_point + per_point - 1);
+          ++ahead;
+        }
         const PetscInt* o = off + i * per_point;
         const double* wi = w + i * per_point;
         if (detail::rowIsContiguous<N, 1, 1>(o))
