@@ -187,10 +187,7 @@ class SelfAdvectionStep::Linearisation {
   }
 
   /// Point p's share of the adjoint, from its stencil ([D][N] offsets, weights, slopes,
-  /// entries S apart).  In 3D each stencil row is added as a few vectors (WholeRuns): the
-  /// next point's overlapping loads come 16 rows later, after the stores have left (on the
-  /// Xeon guest, 64^3, the vjp went from 3.7 to 2.6 forwards; in 2D, with 4 rows per
-  /// point, whole-row updates wait on the previous point's stores).
+  /// entries S apart).
   template <int D, int N, int S = 1>
   void adjointAt(PetscInt p, const PetscInt* off, const double* w, const double* slope,
                  const PetscScalar* xl, const PetscScalar* values, PetscScalar* local,
@@ -198,7 +195,7 @@ class SelfAdvectionStep::Linearisation {
     double value[D];  // read before gtw is written: wx may be the Vec w
     for (int c = 0; c < D; ++c) value[c] = values[p * D + c];
     double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
-    scatterAddAndGradientAtComponents<D, N, D, S, D == 3>(off, w, slope, value, local, xl, grad);
+    scatterAddAndGradientAtComponents<D, N, D, S>(off, w, slope, value, local, xl, grad);
     for (int a = 0; a < D; ++a) {
       double sum = 0.0;
       for (int c = 0; c < D; ++c) sum += (dq_du_[a] * grad[c * D + a]) * value[c];
