@@ -18,7 +18,9 @@ struct StepEntry {
   std::function<bool(int dim)> supports;
   std::function<GridSpec(int dim, PetscInt n)> gridSpec;
   std::function<std::shared_ptr<Step>(const Grid&)> make;
-  double bytes_per_point = 0.0;
+  /// Minimal field traffic per grid point and field component (x read once, y written
+  /// once: 16); 0 for solver steps, which have no single traffic model.
+  double bytes_per_entry = 0.0;
 };
 
 const std::vector<StepEntry>& registry();
