@@ -314,10 +314,13 @@ int run() {
         "store-all vs %d checkpoints (linear steps store no states: both columns "
         "measure the same sweep); and one step's vjp right after its forward at the same state "
         "against that forward.  Recomputed steps and visits without a linearisation record "
-        "(each re-linearises its step) are those of the checkpointed sweep:\n\n"
+        "(each re-linearises its step) are those of the checkpointed sweep; record memory is "
+        "what store-all keeps besides the states, per point and step, against the state's "
+        "own bytes per point:\n\n"
         "| grid | step | linear | forward ms | ratio store-all | ratio sqrt(K) checkpoints | "
-        "recomputed steps | visits without a record | one step: vjp / forward |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|\n",
+        "recomputed steps | visits without a record | one step: vjp / forward | "
+        "store-all record B/point/step (state B/point) |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         static_cast<int>(K), static_cast<int>(sqrt_k));
     const std::pair<int, PetscInt> gradient_grids[] = {{2, o.gradient_n}, {3, o.gradient_n3}};
     for (const auto& [dim, points] : gradient_grids) {
@@ -347,6 +350,7 @@ int run() {
         double ratio[2] = {0, 0};
         double forward_time = 0;
         long recomputed = 0, unrecorded = 0;
+        double record_bytes = 0;  // store-all, per owned point and step (this rank)
         for (int variant = 0; variant < 2; ++variant) {
           pg::CheckpointOptions cp;
           cp.checkpoints = variant == 0 ? 0 : sqrt_k;
@@ -362,14 +366,19 @@ int run() {
               plain_forward);
           const double tf = t.best_g;
           ratio[variant] = t.median_f_over_g;
-          if (variant == 0) forward_time = tf;
+          if (variant == 0) {
+            forward_time = tf;
+            record_bytes = static_cast<double>(sim.lastPeakRecordBytes()) /
+                           (static_cast<double>(K) * static_cast<double>(grid.owned().count()));
+          }
           recomputed = sim.lastRecomputed();
           unrecorded = sim.lastUnrecordedVisits();
         }
-        pg::rootPrintf("| %d^%d | %s | %s | %.1f | %.2f | %.2f | %ld | %ld | %.2f |\n",
+        pg::rootPrintf("| %d^%d | %s | %s | %.1f | %.2f | %.2f | %ld | %ld | %.2f | %.0f (%d) |\n",
                        static_cast<int>(points), dim, name.c_str(), step->isLinear() ? "yes" : "no",
                        1e3 * forward_time, ratio[0], ratio[1], recomputed, unrecorded,
-                       single.median_f_over_g);
+                       single.median_f_over_g, record_bytes,
+                       static_cast<int>(grid.dof() * sizeof(PetscScalar)));
       }
     }
   }

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
+#include <new>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 namespace physgrad {
@@ -101,6 +104,50 @@ class SelfAdvectionStep::Linearisation {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
           gatherAtComponents<D, N, D, S>(off, w, xl, out + p * D);
         });
+  }
+
+  /// forwardOnePass (its numbers; in 3D up to the last bit, see
+  /// gatherAndGradientAtComponents), and the Jacobian terms in the same walk over each
+  /// stencil: jac[(p * dim + c) * dim + a] = G[p][c][a], the numbers jacobian() gives after
+  /// build(x).
+  void forwardAndJacobianOnePass(Vec x, const std::string& scheme, PetscScalar* out, double* jac) {
+    forEachStencil<true>(
+        x, scheme,
+        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w,
+            const double* slope, const std::uint8_t*, const PetscScalar* xl) {
+          constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
+          double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
+          gatherAndGradientAtComponents<D, N, D, S>(off, w, slope, xl, out + p * D, grad);
+          double* g = jac + p * D * D;
+          for (int c = 0; c < D; ++c)
+            for (int a = 0; a < D; ++a) g[c * D + a] = dq_du_[a] * grad[c * D + a];
+        });
+  }
+
+  /// adjointOnePass with the Jacobian terms read from jac (forwardAndJacobianOnePass at the
+  /// same x) instead of computed: the same numbers, without the slopes and without the
+  /// gradient's reads of the state.
+  void adjointOnePassWithJacobian(Vec x, const std::string& scheme, const double* jac,
+                                  const PetscScalar* values, PetscScalar* local, PetscScalar* gtw,
+                                  bool zeroed) {
+    SweepAccumulator sum(layout_, grid_->spec().stencil_width, local, gtw, zeroed);
+    forEachStencil<false, true>(
+        x, scheme,
+        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w, const double*,
+            const std::uint8_t*, const PetscScalar*) {
+          constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
+          double value[D];  // read before gtw is written: wx may be the Vec w
+          for (int c = 0; c < D; ++c) value[c] = values[p * D + c];
+          adjointScatterAddAtComponents<D, N, D, S>(off, w, value, local);
+          const double* g = jac + p * D * D;
+          for (int a = 0; a < D; ++a) {
+            double sum_a = 0.0;
+            for (int c = 0; c < D; ++c) sum_a += g[c * D + a] * value[c];
+            gtw[p * D + a] = sum_a;
+          }
+        },
+        [&](PetscInt line) { sum.beginLine(line); });
+    sum.finishOwned();
   }
 
   /// True when the linearisation belongs to x (collective).
@@ -208,20 +255,23 @@ class SelfAdvectionStep::Linearisation {
   ///   use(D, N, S, p, offset, weight, slope, inside, local array)
   /// for each point p with its stencil (entries S apart; slope null unless WithSlope),
   /// and before each grid row begin_line(index of the row along the outermost axis).
+  /// OwnedOnly: for a `use` that reads no state values (the stencils need only the owned
+  /// velocities), x is read in place, without the exchange, and the local array passed on
+  /// is null.
   /// Afterwards the reach, CFL and finiteness are reduced over the ranks and checked as
   /// build() documents.  The tables no longer describe local_: the linearisation is
   /// invalid until the next build().
-  template <bool WithSlope, class Use, class BeginLine = void (*)(PetscInt)>
+  template <bool WithSlope, bool OwnedOnly = false, class Use, class BeginLine = void (*)(PetscInt)>
   void forEachStencil(
       Vec x, const std::string& scheme, Use&& use, BeginLine&& begin_line = [](PetscInt) {}) {
     valid_ = false;
     jacobian_ready_ = false;
-    exchange_->globalToLocal(x, local_);
+    if (!OwnedOnly) exchange_->globalToLocal(x, local_);
     double inverse_h_sum = 0.0;
     for (int a = 0; a < grid_->dim(); ++a) inverse_h_sum += 1.0 / grid_->h(a);
     Maxima m;
-    const PetscScalar* xl = nullptr;
-    PG_CALL(VecGetArrayRead(local_, &xl));
+    const PetscScalar *xl = nullptr, *xa = nullptr;  // local_, or x itself if OwnedOnly
+    PG_CALL(VecGetArrayRead(OwnedOnly ? x : local_.get(), OwnedOnly ? &xa : &xl));
     withStencilShape(grid_->dim(), kind_, [&](auto d, auto n) {
       constexpr int D = decltype(d)::value, N = decltype(n)::value, B = kBlock;
       using Stride = std::integral_constant<int, B>;
@@ -251,7 +301,9 @@ class SelfAdvectionStep::Linearisation {
           for (PetscInt i = o.start[0]; i < row_end; i += B) {
             const int count = static_cast<int>(std::min<PetscInt>(B, row_end - i));
             Real v[D], q[D];
-            loadComponentLanes<D, B>(xl + layout_.arrayOffset(i, j, k), count, v);  // dof = D
+            // dof = D; owned point p at p * D of the global array
+            loadComponentLanes<D, B>(OwnedOnly ? xa + p * D : xl + layout_.arrayOffset(i, j, k),
+                                     count, v);
             auto f = all;
             Real s2{};
             for (int a = 0; a < D; ++a) {
@@ -289,7 +341,7 @@ class SelfAdvectionStep::Linearisation {
         if (!finite[b]) m.nonfinite = 1.0;
       }
     });
-    PG_CALL(VecRestoreArrayRead(local_, &xl));
+    PG_CALL(VecRestoreArrayRead(OwnedOnly ? x : local_.get(), OwnedOnly ? &xa : &xl));
     reduceAndCheck(m, scheme);
   }
 
@@ -363,6 +415,29 @@ double checkedStep(const Grid& grid, double dt) {
 
 }  // namespace
 
+namespace detail {
+struct JacobianRecordPool {
+  std::vector<std::vector<double>> spare;
+};
+}  // namespace detail
+
+namespace {
+// A record of forwardAndRecord: the Jacobian terms G at the state it was made at.
+struct JacobianRecord final : LinearisationRecord {
+  std::vector<double> jac;  // jac[(p * dim + c) * dim + a] = G[p][c][a]
+  std::shared_ptr<detail::JacobianRecordPool> pool;
+
+  size_t bytes() const override { return jac.capacity() * sizeof(double); }
+
+  ~JacobianRecord() override {
+    try {
+      pool->spare.push_back(std::move(jac));
+    } catch (const std::bad_alloc&) {  // the pool's own list could not grow: free the buffer
+    }
+  }
+};
+}  // namespace
+
 SelfAdvectionStep::SelfAdvectionStep(const Grid& grid, double dt, Interpolation kind,
                                      NewtonKrylovOptions inverse_options)
     : Step(grid),
@@ -377,6 +452,7 @@ SelfAdvectionStep::SelfAdvectionStep(const Grid& grid, double dt, Interpolation 
       correction_(grid.createGlobal()) {
   ahead_ = std::make_unique<Linearisation>(grid, exchange_, kind_, dt_);
   back_ = std::make_unique<Linearisation>(grid, exchange_, kind_, -dt_);
+  record_pool_ = std::make_shared<detail::JacobianRecordPool>();
 }
 
 SelfAdvectionStep::~SelfAdvectionStep() = default;
@@ -390,6 +466,7 @@ double SelfAdvectionStep::lastDepartureCells() const { return ahead_->departureC
 PetscInt SelfAdvectionStep::lastRequiredWidth() const { return ahead_->requiredWidth(); }
 
 void SelfAdvectionStep::forward(Vec x, Vec y) {
+  restored_record_.reset();
   PetscScalar* ya = nullptr;
   PG_CALL(VecGetArray(y, &ya));
   try {
@@ -399,6 +476,40 @@ void SelfAdvectionStep::forward(Vec x, Vec y) {
     throw;
   }
   PG_CALL(VecRestoreArray(y, &ya));
+}
+
+std::unique_ptr<LinearisationRecord> SelfAdvectionStep::forwardAndRecord(Vec x, Vec y) {
+  restored_record_.reset();
+  auto record = std::make_unique<JacobianRecord>();
+  record->pool = record_pool_;
+  std::vector<std::vector<double>>& spare = record_pool_->spare;
+  if (!spare.empty()) {
+    record->jac = std::move(spare.back());
+    spare.pop_back();
+  }
+  const int dim = grid().dim();
+  // No allocation (nor zeroing) with a spare buffer: every record has this size.
+  record->jac.resize(static_cast<size_t>(grid().owned().count() * dim * dim));
+  PetscScalar* ya = nullptr;
+  PG_CALL(VecGetArray(y, &ya));
+  try {
+    ahead_->forwardAndJacobianOnePass(x, name(), ya, record->jac.data());
+  } catch (...) {
+    PG_CALL(VecRestoreArray(y, &ya));  // build errors are collective
+    throw;
+  }
+  PG_CALL(VecRestoreArray(y, &ya));
+  return record;
+}
+
+void SelfAdvectionStep::restoreLinearisation(std::shared_ptr<const LinearisationRecord> record,
+                                             Vec x) {
+  const auto* jacobian = dynamic_cast<const JacobianRecord*>(record.get());
+  const size_t expected = static_cast<size_t>(grid().owned().count() * grid().dim() * grid().dim());
+  if (!jacobian || jacobian->jac.size() != expected)
+    throw std::logic_error("SelfAdvectionStep: a linearisation record of another step");
+  restored_record_ = std::move(record);
+  restored_at_ = VecStamp::of(x);
 }
 
 void SelfAdvectionStep::linearise(Vec x) {
@@ -431,7 +542,7 @@ void SelfAdvectionStep::tangent(Linearisation& lin, Vec dx, Vec dy) {
   PG_CALL(VecRestoreArrayRead(local_work_, &dl));
 }
 
-void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
+void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx, const double* jac) {
   // wx = G^T w per point (the -dt grad u term couples the components of one point only),
   // written straight into wx, plus gather^T w added through the ghost exchange.  With x
   // given the stencils are built on the fly (adjointOnePass; local_work_ is added into wx
@@ -451,7 +562,9 @@ void SelfAdvectionStep::adjoint(Linearisation& lin, Vec x, Vec w, Vec wx) {
     PG_CALL(VecRestoreArrayRead(w, &wa));
   };
   try {
-    if (x)
+    if (x && jac)
+      lin.adjointOnePassWithJacobian(x, name(), jac, wa, zl, gtw, zeroed);
+    else if (x)
       lin.adjointOnePass(x, name(), wa, zl, gtw, zeroed);
     else
       lin.scatterAddWithJacobianTranspose(wa, zl, gtw);
@@ -477,9 +590,12 @@ void SelfAdvectionStep::jvp(Vec x, Vec dx, Vec dy) {
 }
 
 void SelfAdvectionStep::vjp(Vec x, Vec w, Vec wx) {
-  // Tables already built at x (by a jvp there) are reused; otherwise the stencils
-  // are built and used in one pass, which costs less than building the tables.
-  if (ahead_->isAt(x))
+  // A restored record of x gives the Jacobian terms.  Tables already built at x (by a jvp
+  // there) are reused; otherwise the stencils are built and used in one pass, which costs
+  // less than building the tables.
+  if (restored_record_ && VecStamp::of(x) == restored_at_)
+    adjoint(*ahead_, x, w, wx, static_cast<const JacobianRecord&>(*restored_record_).jac.data());
+  else if (ahead_->isAt(x))
     adjoint(*ahead_, nullptr, w, wx);
   else
     adjoint(*ahead_, x, w, wx);

@@ -1,6 +1,9 @@
 #include "physgrad/physics/simulator.hpp"
 
 #include <algorithm>
+#include <cstddef>
+#include <iterator>
+#include <set>
 
 #include "physgrad/core/error.hpp"
 #include "physgrad/physics/checkpointing.hpp"
@@ -10,11 +13,19 @@ namespace physgrad {
 namespace {
 PetscErrorCode readCheckpointOptions(MPI_Comm comm, CheckpointOptions* o) {
   PetscFunctionBeginUser;
+  PetscBool flag = PETSC_TRUE, set = PETSC_FALSE;
   PetscOptionsBegin(comm, nullptr, "Reverse-sweep memory", nullptr);
   PetscCall(PetscOptionsInt("-checkpoints",
                             "States stored for reverse sweeps of nonlinear simulators: 0 = all "
                             "K, c >= 1 = at most c with binomial recomputation",
                             nullptr, o->checkpoints, &o->checkpoints, nullptr));
+  PetscCall(PetscOptionsBool(
+      "-checkpoint_records",
+      "Also keep the steps' linearisation records (K with store-all, at most c with "
+      "checkpoints), so that reverse sweeps do not recompute them; self-advection records "
+      "take dim^2 doubles per point (2x the state in 2D, 3x in 3D)",
+      nullptr, o->records ? PETSC_TRUE : PETSC_FALSE, &flag, &set));
+  if (set) o->records = flag == PETSC_TRUE;
   PetscOptionsEnd();
   PetscFunctionReturn(0);
 }
@@ -43,6 +54,7 @@ Simulator::Simulator(const Grid& grid, std::vector<std::shared_ptr<Step>> steps,
                      std::to_string(checkpointing.checkpoints) + ")");
   }
   const size_t K = steps_.size();
+  keep_records_ = checkpointing.records;
   binomial_ = checkpointing.checkpoints > 0 && static_cast<size_t>(checkpointing.checkpoints) < K;
   const size_t nslots = binomial_ ? static_cast<size_t>(checkpointing.checkpoints) : K;
   if (!isLinear()) {
@@ -111,6 +123,7 @@ void Simulator::forward(Vec x, Vec y) {
   }
   record_cache_.clear();
   last_peak_records_ = 0;
+  last_peak_record_bytes_ = 0;
   Vec in = x;
   for (size_t k = 0; k < K; ++k) {
     if (k + 1 == K && record) {
@@ -128,12 +141,15 @@ void Simulator::forward(Vec x, Vec y) {
     } else {
       out = (in == adv_a_.get()) ? adv_b_.get() : adv_a_.get();
     }
-    steps_[k]->forward(in, out);
-    ++counts_.forward;
-    if (record && !binomial_) records_[k] = steps_[k]->recordLinearisation();
     // Binomial: the sweep's record cache ends the pass holding the last c steps' records
     // (the ones its policy would keep), so only those are made.
-    if (binomial_ && k + slots_.size() >= K) offerRecord(k);
+    const bool keep_in_cache = binomial_ && k + slots_.size() >= K && wantsRecord(k);
+    auto made = runStep(k, in, out, (record && !binomial_ && keep_records_) || keep_in_cache);
+    if (record && !binomial_ && made) {
+      last_peak_record_bytes_ += made->bytes();
+      records_[k] = std::move(made);
+    }
+    if (keep_in_cache) keepRecord(k, std::move(made));
     in = out;
   }
   if (record) {
@@ -152,32 +168,56 @@ void Simulator::ensureRecorded(Vec x) {
   }
 }
 
-void Simulator::offerRecord(size_t k) {
+bool Simulator::wantsRecord(size_t k) const {
   const size_t capacity = slots_.size();
-  if (capacity == 0 || record_cache_.count(k)) return;
-  if (record_cache_.size() == capacity) {
-    // Full: the record used last (the lowest step: the sweep visits steps downwards) goes,
-    // which may be the one on offer.
-    auto lowest = record_cache_.begin();
-    if (lowest->first > k) return;
-    record_cache_.erase(lowest);
-  }
-  if (auto r = steps_[k]->recordLinearisation()) record_cache_.emplace(k, std::move(r));
+  if (!keep_records_ || capacity == 0 || record_cache_.count(k)) return false;
+  // Full: the record used last (the lowest step: the sweep visits steps downwards) would
+  // go, unless that is the one on offer.
+  return record_cache_.size() < capacity || record_cache_.begin()->first < k;
+}
+
+void Simulator::keepRecord(size_t k, std::unique_ptr<LinearisationRecord> record) {
+  if (!record) return;
+  if (record_cache_.size() == slots_.size()) record_cache_.erase(record_cache_.begin());
+  record_cache_.emplace(k, std::move(record));
   last_peak_records_ = std::max(last_peak_records_, static_cast<PetscInt>(record_cache_.size()));
+  size_t bytes = 0;
+  for (const auto& kept : record_cache_) bytes += kept.second->bytes();
+  last_peak_record_bytes_ = std::max(last_peak_record_bytes_, bytes);
+}
+
+std::unique_ptr<LinearisationRecord> Simulator::runStep(size_t k, Vec in, Vec out,
+                                                        bool want_record) {
+  std::unique_ptr<LinearisationRecord> record;
+  if (want_record)
+    record = steps_[k]->forwardAndRecord(in, out);
+  else
+    steps_[k]->forward(in, out);
+  ++counts_.forward;
+  return record;
 }
 
 void Simulator::advance(size_t a, size_t n, Vec from, Vec to) {
   // Intermediate states alternate between `to` and another buffer, by parity, so that
   // the last one lands in `to` and no step reads and writes the same Vec.
   Vec other = to == adv_a_.get() ? adv_b_.get() : adv_a_.get();
+  // The cache ends this advance holding the c highest steps among those it holds and those
+  // advanced through: only their records are made (a record made and then evicted within
+  // the advance is wasted work, which for self-advection is most of a forward step).
+  std::set<size_t> candidates;
+  for (const auto& kept : record_cache_) candidates.insert(kept.first);
+  for (size_t i = 0; i < n; ++i) candidates.insert(a + i);
+  size_t lowest_kept = 0;
+  if (candidates.size() > slots_.size())
+    lowest_kept = *std::next(candidates.rbegin(), static_cast<std::ptrdiff_t>(slots_.size()) - 1);
   Vec in = from;
   for (size_t i = 0; i < n; ++i) {
     Vec out = (n - 1 - i) % 2 == 0 ? to : other;
-    steps_[a + i]->forward(in, out);
-    ++counts_.forward;
+    const bool keep = a + i >= lowest_kept && wantsRecord(a + i);
+    auto made = runStep(a + i, in, out, keep);
     ++counts_.recomputed;
     ++last_recomputed_;
-    offerRecord(a + i);
+    if (keep) keepRecord(a + i, std::move(made));
     in = out;
   }
 }

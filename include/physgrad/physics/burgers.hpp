@@ -47,6 +47,10 @@
 
 namespace physgrad {
 
+namespace detail {
+struct JacobianRecordPool;  // spare buffers of self-advection records; see burgers.cpp
+}  // namespace detail
+
 /// A state whose departure points lie beyond the grid's ghost layers.  An InputError (the
 /// usual fix is a longer stencil_width or a shorter dt), with the numbers for callers that
 /// want to react (e.g. an optimiser rejecting a trial point).
@@ -87,7 +91,13 @@ class SelfAdvectionStep final : public Step {
   /// layers, NonFiniteError if x is not finite.
   void forward(Vec x, Vec y) override;
   void jvp(Vec x, Vec dx, Vec dy) override;
+  /// vjp(x, ...) with a record of this step at x restored reads the Jacobian terms from it
+  /// instead of interpolating the state's gradient (jvp ignores records).
   void vjp(Vec x, Vec w, Vec wx) override;
+  /// forward(x, y), also computing the Jacobian terms G (dim^2 doubles per point, 32 B in 2D,
+  /// 72 B in 3D) from the same stencils: the record.  A plain forward() records nothing.
+  std::unique_ptr<LinearisationRecord> forwardAndRecord(Vec x, Vec y) override;
+  void restoreLinearisation(std::shared_ptr<const LinearisationRecord> record, Vec x) override;
   /// Newton-Krylov from the better (smaller residual) of x0 (may be null) and
   /// approximateInverse(y); throws PetscException with the residual history if it does not
   /// reach ||S(x) - y|| <= rtol ||y||.
@@ -120,8 +130,9 @@ class SelfAdvectionStep final : public Step {
   void linearise(Vec x);
   /// Applies the Jacobian of a linearisation (tangent) or its transpose (adjoint).
   void tangent(Linearisation& lin, Vec dx, Vec dy);
-  /// wx = J^T w with lin's tables (x null), or building lin's stencils at x on the fly.
-  void adjoint(Linearisation& lin, Vec x, Vec w, Vec wx);
+  /// wx = J^T w with lin's tables (x null), or building lin's stencils at x on the fly,
+  /// with the Jacobian terms from `jac` where given (a record's; x not null).
+  void adjoint(Linearisation& lin, Vec x, Vec w, Vec wx, const double* jac = nullptr);
   void setUpSolver(Vec x);
   static PetscErrorCode applyPreconditioner(PC pc, Vec r, Vec z);
 
@@ -133,6 +144,11 @@ class SelfAdvectionStep final : public Step {
   OwnedVec local_work_, residual_, trial_, trial_residual_, correction_;
   bool work_is_zero_ = true;  // local_work_ is all zero (left so by the one-pass adjoint)
   std::unique_ptr<JacobianOperator> jacobian_;
+  // Buffers of released records, reused by forwardAndRecord (a fresh one costs page faults
+  // on every step of a recording pass); shared with the records, which may outlive the step.
+  std::shared_ptr<detail::JacobianRecordPool> record_pool_;
+  std::shared_ptr<const LinearisationRecord> restored_record_;  // held until the next forward
+  VecStamp restored_at_;                                        // the Vec it belongs to
   OwnedKSP ksp_;
   SolveReport last_report_;
 };

@@ -5,12 +5,15 @@
 // The forward pass records what the reverse sweeps (vjp, inverse) need: every state
 // (store-all), or checkpoints placed by the binomial schedule with at most c stored
 // states.  Store-all also keeps each step's linearisation record where the step offers
-// one (Step::recordLinearisation; MacCormack: its clamping pattern, at most 4 B per entry), so
-// that the sweep does not re-run the step to linearise it; a binomial sweep keeps at most
-// c of them, those of the steps it visits next.  jvp, vjp and inverse reuse
-// the recording when asked about the same x and recompute it otherwise.  Simulators of
-// linear steps record nothing: their maps do not depend on the point.
+// one (Step::forwardAndRecord; MacCormack: its clamping pattern, at most 4 B per entry;
+// self-advection: its Jacobian terms, dim^2 doubles per point), so that the sweep does not
+// recompute them; a binomial sweep keeps at most c of them, those of the steps it visits
+// next; with CheckpointOptions::records = false (-checkpoint_records false), none.  jvp,
+// vjp and inverse reuse the recording when asked about the same x and recompute it
+// otherwise.  Simulators of linear steps record nothing: their maps do not depend on the
+// point.
 
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <vector>
@@ -33,8 +36,12 @@ struct CheckpointOptions {
   /// forward or recomputing pass made them); the sweep also holds the state being
   /// advanced and the input of the last step, which the forward pass leaves behind anyway.
   PetscInt checkpoints = 0;
+  /// Keep the linearisation records too (false: every reverse visit recomputes what a
+  /// record would hold, and no record memory is used).
+  bool records = true;
 
-  /// Reads -checkpoints (listed in -help); throws InputError for negative values.
+  /// Reads -checkpoints and -checkpoint_records (listed in -help); throws InputError for
+  /// negative values.
   static CheckpointOptions fromCommandLine(MPI_Comm comm);
 };
 
@@ -72,6 +79,9 @@ class Simulator final : public Step {
   /// Most linearisation records the binomial record cache held at once since the last
   /// forward pass (at most c).
   PetscInt lastPeakRecords() const { return last_peak_records_; }
+  /// Most memory (bytes, this rank) the linearisation records held at once since the last
+  /// forward pass: all K records with store-all, the record cache's peak with checkpoints.
+  size_t lastPeakRecordBytes() const { return last_peak_record_bytes_; }
   /// Most checkpoint slots holding a state at once during the last reverse sweep.
   PetscInt lastPeakStored() const { return last_peak_stored_; }
   /// Slots available: K for store-all, c otherwise.
@@ -92,16 +102,22 @@ class Simulator final : public Step {
   /// Advances the state in `from` (step index a) by n steps into `to`, offering each
   /// step's linearisation record to the record cache.
   void advance(size_t a, size_t n, Vec from, Vec to);
-  /// Binomial sweeps: keeps the record of step k, which has just run forward, if it is
-  /// among the c records the sweep will use soonest (the highest steps not yet visited:
-  /// the sweep visits downwards, so dropping the lowest is the optimal eviction).
-  void offerRecord(size_t k);
+  /// Binomial sweeps: true when a record of step k would be kept, i.e. it is among the c
+  /// records the sweep will use soonest (the highest steps not yet visited: the sweep
+  /// visits downwards, so dropping the lowest is the optimal eviction).
+  bool wantsRecord(size_t k) const;
+  /// Keeps the record of step k (wantsRecord(k) was true), dropping the lowest if the
+  /// cache is full; a null record is not kept.
+  void keepRecord(size_t k, std::unique_ptr<LinearisationRecord> record);
+  /// steps_[k]->forward(in, out), through forwardAndRecord where a record is wanted.
+  std::unique_ptr<LinearisationRecord> runStep(size_t k, Vec in, Vec out, bool want_record);
   void visitVjp(size_t k, Vec state, Vec in, Vec out);
   void visitInverse(size_t k, Vec state, Vec in, Vec out);
   void callVisit(Visit visit, size_t k, Vec state);
 
   std::vector<std::shared_ptr<Step>> steps_;
   bool binomial_ = false;
+  bool keep_records_ = true;     // CheckpointOptions::records
   std::vector<OwnedVec> slots_;  // store-all: slot k = x_k; binomial: checkpoints
   // Store-all: what forward(x_k) of step k left for its jvp/vjp (null if nothing).
   Records records_;
@@ -119,6 +135,7 @@ class Simulator final : public Step {
   PetscInt stored_now_ = 0;
   long last_recomputed_ = 0, last_unrecorded_ = 0;
   PetscInt last_peak_stored_ = 0, last_peak_records_ = 0;
+  size_t last_peak_record_bytes_ = 0;
   StepCounts counts_;
 };
 

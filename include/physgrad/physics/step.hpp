@@ -61,8 +61,16 @@ class Step {
   /// has nothing worth keeping (linear steps; steps whose record would cost far more
   /// memory than the state, or as much work to make as the jvp/vjp saves).
   virtual std::unique_ptr<LinearisationRecord> recordLinearisation() { return nullptr; }
+  /// forward(x, y) then recordLinearisation(), for a caller that wants the record.  A step
+  /// whose record takes work a plain forward does not do (Burgers: its Jacobian terms)
+  /// makes it only here, in the same pass as y.
+  virtual std::unique_ptr<LinearisationRecord> forwardAndRecord(Vec x, Vec y) {
+    forward(x, y);
+    return recordLinearisation();
+  }
   /// Makes the next jvp/vjp at exactly this Vec x, unmodified since, use `record` (from
-  /// recordLinearisation() right after forward(x)) instead of recomputing it.  The step
+  /// recordLinearisation() right after forward(x), or forwardAndRecord(x, y)) instead of
+  /// recomputing it.  The step
   /// may hold on to the record (it reads it in place) until the next restore or forward.
   virtual void restoreLinearisation(std::shared_ptr<const LinearisationRecord> record, Vec x) {
     (void)record;
