@@ -25,7 +25,9 @@ static const char kHelp[] =
     "(self-advection by semi-Lagrangian steps + backward-Euler viscosity, operator split)\n"
     "from the velocity observed at time T.  Data: a seeded sum of smooth vortices, the same\n"
     "for every rank count.  Optimisers as in heat_inverse (-opt_type ...); -checkpoints c\n"
-    "bounds the states stored for reverse sweeps.  Outputs in -output_dir: comparison.md/.csv,\n"
+    "bounds the states stored for reverse sweeps, -checkpoint_records false drops the\n"
+    "self-advection steps' Jacobian records (2x the state's memory per kept step) at the\n"
+    "cost of slower gradients.  Outputs in -output_dir: comparison.md/.csv,\n"
     "history_<optimizer>.csv, convergence.svg.\n\n";
 
 namespace {
