@@ -208,7 +208,7 @@ void Simulator::advance(size_t a, size_t n, Vec from, Vec to) {
   for (const auto& kept : record_cache_) candidates.insert(kept.first);
   for (size_t i = 0; i < n; ++i) candidates.insert(a + i);
   size_t lowest_kept = 0;
-  if (candidates.size() > slots_.size())
+  if (!slots_.empty() && candidates.size() > slots_.size())
     lowest_kept = *std::next(candidates.rbegin(), static_cast<std::ptrdiff_t>(slots_.size()) - 1);
   Vec in = from;
   for (size_t i = 0; i < n; ++i) {
