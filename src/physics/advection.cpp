@@ -645,6 +645,8 @@ SemiLagrangianAdvectionStep::SemiLagrangianAdvectionStep(const Grid& grid,
   reverse_departure_ = std::move(tables.back);
   cfl_ = tables.cfl;
   required_width_ = tables.required_width;
+  if (!departure_->isUniform() && kind_ == Interpolation::Linear && grid.dim() <= 2)
+    departure_->buildNodeTranspose();
   solver_ = std::make_unique<detail::KrylovSolver>(
       grid, KSPGMRES, "inverse of the " + name() + " step", "advection_sl_inv_", solve,
       [this](Vec a, Vec b) { forward(a, b); }, [this](Vec a, Vec b) { approximateInverse(a, b); });
@@ -685,12 +687,38 @@ void SemiLagrangianAdvectionStep::vjp(Vec, Vec w, Vec wx) {
     uniformSweep(exchange_, *departure_, true, w, local_, wx);
     return;
   }
+  const LocalArrayLayout& layout = departure_->layout();
+  if (departure_->hasNodeTranspose()) {
+    // wx by nodes, straight from w; the terms on ghost entries go into local_ (its owned
+    // entries are not touched) and then to their owners.
+    Vec source = w;
+    if (w == wx) {
+      if (!vjp_source_) vjp_source_ = grid().createGlobal();
+      PG_CALL(VecCopy(w, vjp_source_));
+      source = vjp_source_;
+    }
+    const PetscScalar* wa = nullptr;
+    PetscScalar *zl = nullptr, *wxa = nullptr;
+    PG_CALL(VecGetArrayRead(source, &wa));
+    PG_CALL(VecGetArray(local_, &zl));
+    PG_CALL(VecGetArray(wx, &wxa));
+    if (!zeroed) zeroGhostEntries(layout, zl);
+    departure_->transposeByNodes(wa, wxa, zl);
+    PG_CALL(VecRestoreArray(wx, &wxa));
+    PG_CALL(VecRestoreArray(local_, &zl));
+    PG_CALL(VecRestoreArrayRead(source, &wa));
+    exchange_.addGhostsToGlobal(local_, wx);
+    PG_CALL(VecGetArray(local_, &zl));
+    zeroGhostEntries(layout, zl);
+    PG_CALL(VecRestoreArray(local_, &zl));
+    local_is_zero_ = zeroed;  // all zero again iff the owned entries were
+    return;
+  }
   // The scatter-add into local_, whose owned lines are written into wx right behind the
   // sweep (SweepAccumulator; a line is done once the sweep is a ghost width past it, and
   // every stencil keeps within the ghost width); then only the ghost entries are summed
   // into their owners.  local_ is left zero for the next vjp.  Lines of wx are written
   // only behind the lines of w being read, so wx may be w.
-  const LocalArrayLayout& layout = departure_->layout();
   const PetscScalar* wa = nullptr;
   PetscScalar *zl = nullptr, *wxa = nullptr;
   PG_CALL(VecGetArrayRead(w, &wa));

@@ -774,6 +774,152 @@ void InterpolationTable::scatterAdd(const PetscScalar* values, PetscScalar* loca
   });
 }
 
+void InterpolationTable::buildNodeTranspose() {
+  if (uniform_)
+    throw std::logic_error("InterpolationTable::buildNodeTranspose: per-point tables only");
+  if (hasNodeTranspose()) return;
+  // The owned index of every point of the local array, -1 for ghosts.
+  const PetscInt local_points = layout_.ghostSize(0) * (dim_ > 1 ? layout_.ghostSize(1) : 1) *
+                                (dim_ > 2 ? layout_.ghostSize(2) : 1);
+  std::vector<PetscInt> owned_of(static_cast<size_t>(local_points), -1);
+  {
+    PetscInt n = 0;
+    for (PetscInt k = layout_.ownedStart(2); k < layout_.ownedStart(2) + layout_.ownedSize(2); ++k)
+      for (PetscInt j = layout_.ownedStart(1); j < layout_.ownedStart(1) + layout_.ownedSize(1);
+           ++j)
+        for (PetscInt i = layout_.ownedStart(0); i < layout_.ownedStart(0) + layout_.ownedSize(0);
+             ++i)
+          owned_of[static_cast<size_t>(layout_.arrayOffset(i, j, k) / dof_)] = n++;
+  }
+  // Every stencil node of point p: its array offset and weight (x fastest).
+  const int N = nodes_, my = dim_ > 1 ? N : 1, mz = dim_ > 2 ? N : 1;
+  const auto forEachNode = [&](PetscInt p, auto&& f) {
+    const PetscInt* o = &offset_[static_cast<size_t>(p * dim_ * N)];
+    const double* w = &weight_[static_cast<size_t>(p * dim_ * N)];
+    for (int c = 0; c < mz; ++c) {
+      for (int b = 0; b < my; ++b) {
+        for (int m = 0; m < N; ++m) {
+          PetscInt entry = o[m];
+          double weight = w[m];
+          if (dim_ > 1) {
+            entry += o[N + b];
+            weight *= w[N + b];
+          }
+          if (dim_ > 2) {
+            entry += o[2 * N + c];
+            weight *= w[2 * N + c];
+          }
+          f(entry, weight);
+        }
+      }
+    }
+  };
+  // Each owned node gets `slots` terms (as many as a stencil has nodes: the mean number of
+  // terms per node when the departure points neither bunch up nor spread out), filled in
+  // increasing point order; a node with fewer is padded with terms of weight +0 on a point
+  // it already reads (on its own point if it has none), one with more has the rest listed
+  // apart.  Fixed-length sums run without a branch per node.
+  const int slots = N * my * mz;
+  node_slots_ = slots;
+  std::vector<PetscInt> filled(static_cast<size_t>(count_), 0);
+  slot_point_.assign(static_cast<size_t>(count_) * static_cast<size_t>(slots), -1);
+  slot_weight_.assign(slot_point_.size(), 0.0);
+  for (PetscInt p = 0; p < count_; ++p) {
+    forEachNode(p, [&](PetscInt entry, double w) {
+      const PetscInt n = owned_of[static_cast<size_t>(entry / dof_)];
+      if (n < 0) {
+        ghost_entry_.push_back(entry);
+        ghost_point_.push_back(p);
+        ghost_weight_.push_back(w);
+        return;
+      }
+      PetscInt& used = filled[static_cast<size_t>(n)];
+      if (used < slots) {
+        const size_t at =
+            static_cast<size_t>(n) * static_cast<size_t>(slots) + static_cast<size_t>(used);
+        slot_point_[at] = p;
+        slot_weight_[at] = w;
+      } else {
+        extra_node_.push_back(n);
+        extra_point_.push_back(p);
+        extra_weight_.push_back(w);
+      }
+      ++used;
+    });
+  }
+  for (PetscInt n = 0; n < count_; ++n) {
+    const size_t first = static_cast<size_t>(n) * static_cast<size_t>(slots);
+    const PetscInt pad = filled[static_cast<size_t>(n)] > 0 ? slot_point_[first] : n;
+    for (PetscInt s = filled[static_cast<size_t>(n)]; s < slots; ++s)
+      slot_point_[first + static_cast<size_t>(s)] = pad;
+  }
+}
+
+size_t InterpolationTable::nodeTransposeBytes() const {
+  return sizeof(PetscInt) * (slot_point_.size() + extra_node_.size() + extra_point_.size() +
+                             ghost_entry_.size() + ghost_point_.size()) +
+         sizeof(double) * (slot_weight_.size() + extra_weight_.size() + ghost_weight_.size());
+}
+
+namespace {
+/// out[n * dof + c] = sum_s weight[n * K + s] values[point[n * K + s] * dof + c], s in order.
+template <int K>
+void slotSums(PetscInt count, PetscInt dof, const PetscInt* __restrict point,
+              const double* __restrict weight, const PetscScalar* __restrict values,
+              PetscScalar* __restrict out) {
+  if (dof == 1) {
+    for (PetscInt n = 0; n < count; ++n, point += K, weight += K) {
+      double s = weight[0] * values[point[0]];
+      for (int t = 1; t < K; ++t) s += weight[t] * values[point[t]];
+      out[n] = s;
+    }
+    return;
+  }
+  for (PetscInt n = 0; n < count; ++n, point += K, weight += K) {
+    for (PetscInt c = 0; c < dof; ++c) {
+      double s = weight[0] * values[point[0] * dof + c];
+      for (int t = 1; t < K; ++t) s += weight[t] * values[point[t] * dof + c];
+      out[n * dof + c] = s;
+    }
+  }
+}
+}  // namespace
+
+void InterpolationTable::transposeByNodes(const PetscScalar* values, PetscScalar* out,
+                                          PetscScalar* local) const {
+  if (!hasNodeTranspose())
+    throw std::logic_error("InterpolationTable::transposeByNodes: call buildNodeTranspose first");
+  const PetscInt* point = slot_point_.data();
+  const double* weight = slot_weight_.data();
+  switch (node_slots_) {
+    case 2:
+      slotSums<2>(count_, dof_, point, weight, values, out);
+      break;
+    case 4:
+      slotSums<4>(count_, dof_, point, weight, values, out);
+      break;
+    case 8:
+      slotSums<8>(count_, dof_, point, weight, values, out);
+      break;
+    case 16:
+      slotSums<16>(count_, dof_, point, weight, values, out);
+      break;
+    case 64:
+      slotSums<64>(count_, dof_, point, weight, values, out);
+      break;
+    default:
+      throw std::logic_error("InterpolationTable::transposeByNodes: unexpected stencil size");
+  }
+  for (size_t e = 0; e < extra_node_.size(); ++e) {
+    for (PetscInt c = 0; c < dof_; ++c)
+      out[extra_node_[e] * dof_ + c] += extra_weight_[e] * values[extra_point_[e] * dof_ + c];
+  }
+  for (size_t e = 0; e < ghost_entry_.size(); ++e) {
+    for (PetscInt c = 0; c < dof_; ++c)
+      local[ghost_entry_[e] + c] += ghost_weight_[e] * values[ghost_point_[e] * dof_ + c];
+  }
+}
+
 void InterpolationTable::scatterAddSweep(const PetscScalar* values, PetscScalar* local,
                                          SweepAccumulator& sum) const {
   if (uniform_)

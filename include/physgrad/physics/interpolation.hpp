@@ -1278,6 +1278,26 @@ class InterpolationTable {
   /// followed by the ghost sum, in a different order.
   void transposeGather(const PetscScalar* w_local, PetscScalar* out) const;
 
+  /// Per-point tables: builds the transpose of gather as a table over the owned nodes
+  /// (transposeByNodes reads it): nodes^dim slots per node (a point index, 4 B, and a
+  /// weight, 8 B), 48 B per point for linear stencils in 2D and 96 B in 3D, plus 16 B for
+  /// each term that lands on a ghost entry or beyond a node's slots.  Not collective;
+  /// idempotent.
+  void buildNodeTranspose();
+  bool hasNodeTranspose() const { return node_slots_ > 0; }
+  /// Bytes the transposed table takes (0 before buildNodeTranspose).
+  size_t nodeTransposeBytes() const;
+  /// After buildNodeTranspose: the transpose of gather applied to values, as a gather over
+  /// the owned nodes.  out[n * dof + c] (owned node n, forEachOwned order) is assigned the
+  /// sum of weight * values[p * dof + c] over the owned points p whose stencils hold node n,
+  /// in increasing p; the terms whose node is a ghost entry of the local array are added
+  /// into those entries of `local` (which the caller zeroes beforehand, then sums into
+  /// their owners, CornerGhostExchange::addGhostsToGlobal); owned entries of local are not
+  /// touched.  The result equals scatterAdd followed by the ghost sum up to the order of
+  /// the sums (each term is the product of the stencil weights and the value, rounded
+  /// differently).  values must not overlap out or local.
+  void transposeByNodes(const PetscScalar* values, PetscScalar* out, PetscScalar* local) const;
+
   /// Per-point tables: the stencil of point p, [dim][nodes] offsets / weights, and dim
   /// inside bitmasks.
   const PetscInt* offsets(PetscInt p) const { return &offset_[p * dim_ * nodes_]; }
@@ -1303,6 +1323,13 @@ class InterpolationTable {
   std::vector<PetscInt> offset_;
   std::vector<double> weight_;
   std::vector<std::uint8_t> inside_;
+  // buildNodeTranspose: owned node n reads the points slot_point_[n * node_slots_ + s] with
+  // the weights slot_weight_[...] (padded with weight 0); the terms beyond node_slots_ are
+  // listed apart (node, point, weight), and so are the terms on ghost entries (array
+  // offset of the entry, point, weight), each list in increasing point order.
+  int node_slots_ = 0;
+  std::vector<PetscInt> slot_point_, extra_node_, extra_point_, ghost_entry_, ghost_point_;
+  std::vector<double> slot_weight_, extra_weight_, ghost_weight_;
 };
 
 }  // namespace physgrad
