@@ -40,7 +40,8 @@ static const char kHelp[] =
     "step_throughput: grid-point updates/s and effective GB/s of every time step beside a\n"
     "STREAM-style triad measured in the same run, and the gradient/forward cost ratio of\n"
     "simulators with store-all and with sqrt(K) checkpoints (gradient: the recording forward\n"
-    "pass and the reverse sweep; forward: K plain steps), beside one step's vjp/forward.\n"
+    "pass and the reverse sweep; forward: K plain steps), the store-all gradient's two parts\n"
+    "timed on their own (pass + sweep, in forwards), and one step's vjp/forward.\n"
     "With -log_view, the timed forward steps of each throughput row (not their warm-up call)\n"
     "run in a PETSc log stage of their own, named '<dim>D <step>': its VecScatter events are\n"
     "that step's ghost exchanges.\n\n";
@@ -135,23 +136,29 @@ double timed(const std::function<void()>& f) {
 // a shared machine, so the ratio varies far less than either time).
 struct Interleaved {
   double best_f, best_g, median_f_over_g;
+  std::vector<double> g_times;  // t_g of each pair, in order
 };
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
 
 Interleaved timeInterleaved(PetscInt reps, const std::function<void()>& f,
                             const std::function<void()>& g) {
   f();
   g();
-  Interleaved out{1e300, 1e300, 0.0};
+  Interleaved out{1e300, 1e300, 0.0, {}};
   std::vector<double> ratios;
   for (PetscInt r = 0; r < reps; ++r) {
     const double tf = timed(f), tg = timed(g);
     out.best_f = std::min(out.best_f, tf);
     out.best_g = std::min(out.best_g, tg);
+    out.g_times.push_back(tg);
     ratios.push_back(tf / tg);
   }
-  std::sort(ratios.begin(), ratios.end());
-  const size_t m = ratios.size() / 2;
-  out.median_f_over_g = ratios.size() % 2 ? ratios[m] : 0.5 * (ratios[m - 1] + ratios[m]);
+  out.median_f_over_g = median(ratios);
   return out;
 }
 
@@ -313,14 +320,17 @@ int run() {
         "plain steps), median of interleaved pairs, K = %d steps, "
         "store-all vs %d checkpoints (linear steps store no states: both columns "
         "measure the same sweep); and one step's vjp right after its forward at the same state "
-        "against that forward.  Recomputed steps and visits without a linearisation record "
+        "against that forward.  The store-all gradient's parts, each timed on its own: the "
+        "recording forward pass and the reverse sweep, each / forward (medians of the pairs).  "
+        "Recomputed steps and visits without a linearisation record "
         "(each re-linearises its step) are those of the checkpointed sweep; record memory is "
         "what store-all keeps besides the states, per point and step, against the state's "
         "own bytes per point:\n\n"
         "| grid | step | linear | forward ms | ratio store-all | ratio sqrt(K) checkpoints | "
+        "store-all: pass + sweep | "
         "recomputed steps | visits without a record | one step: vjp / forward | "
         "store-all record B/point/step (state B/point) |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         static_cast<int>(K), static_cast<int>(sqrt_k));
     const std::pair<int, PetscInt> gradient_grids[] = {{2, o.gradient_n}, {3, o.gradient_n3}};
     for (const auto& [dim, points] : gradient_grids) {
@@ -348,6 +358,7 @@ int run() {
         const Interleaved single = timeInterleaved(
             o.gradient_reps, [&] { step->vjp(x, w, g); }, [&] { step->forward(x, y); });
         double ratio[2] = {0, 0};
+        double pass_ratio = 0, sweep_ratio = 0;  // store-all: the two parts of the gradient
         double forward_time = 0;
         long recomputed = 0, unrecorded = 0;
         double record_bytes = 0;  // store-all, per owned point and step (this rank)
@@ -357,16 +368,25 @@ int run() {
           pg::Simulator sim(grid, std::vector<std::shared_ptr<pg::Step>>(K, step), cp);
           // Gradient and forward repetitions interleaved; the ratio is the median of the
           // per-pair ratios (robust to the load of a shared machine), the forward time the best.
+          // Each part timed on its own as well (the warm-up call's first).
+          std::vector<double> pass_times, sweep_times;
           const Interleaved t = timeInterleaved(
               o.gradient_reps,
               [&] {
-                sim.forward(x, y);
-                sim.vjp(x, w, g);
+                pass_times.push_back(timed([&] { sim.forward(x, y); }));
+                sweep_times.push_back(timed([&] { sim.vjp(x, w, g); }));
               },
               plain_forward);
           const double tf = t.best_g;
           ratio[variant] = t.median_f_over_g;
           if (variant == 0) {
+            std::vector<double> pass, sweep;
+            for (size_t r = 0; r < t.g_times.size(); ++r) {
+              pass.push_back(pass_times[r + 1] / t.g_times[r]);
+              sweep.push_back(sweep_times[r + 1] / t.g_times[r]);
+            }
+            pass_ratio = median(pass);
+            sweep_ratio = median(sweep);
             forward_time = tf;
             record_bytes = static_cast<double>(sim.lastPeakRecordBytes()) /
                            (static_cast<double>(K) * static_cast<double>(grid.owned().count()));
@@ -374,11 +394,13 @@ int run() {
           recomputed = sim.lastRecomputed();
           unrecorded = sim.lastUnrecordedVisits();
         }
-        pg::rootPrintf("| %d^%d | %s | %s | %.1f | %.2f | %.2f | %ld | %ld | %.2f | %.0f (%d) |\n",
-                       static_cast<int>(points), dim, name.c_str(), step->isLinear() ? "yes" : "no",
-                       1e3 * forward_time, ratio[0], ratio[1], recomputed, unrecorded,
-                       single.median_f_over_g, record_bytes,
-                       static_cast<int>(grid.dof() * sizeof(PetscScalar)));
+        pg::rootPrintf(
+            "| %d^%d | %s | %s | %.1f | %.2f | %.2f | %.2f + %.2f | %ld | %ld | %.2f | %.0f "
+            "(%d) |\n",
+            static_cast<int>(points), dim, name.c_str(), step->isLinear() ? "yes" : "no",
+            1e3 * forward_time, ratio[0], ratio[1], pass_ratio, sweep_ratio, recomputed, unrecorded,
+            single.median_f_over_g, record_bytes,
+            static_cast<int>(grid.dof() * sizeof(PetscScalar)));
       }
     }
   }
