@@ -1325,7 +1325,9 @@ class InterpolationTable {
   /// their owners, CornerGhostExchange::addGhostsToGlobal); owned entries of local are not
   /// touched.  The result equals scatterAdd followed by the ghost sum up to the order of
   /// the sums (each term is the product of the stencil weights and the value, rounded
-  /// differently).  values must not overlap out or local.
+  /// differently), for finite values: the padding multiplies a value by 0, so a non-finite
+  /// one can reach more nodes (as NaN) than through scatterAdd.  values must not overlap
+  /// out or local.
   void transposeByNodes(const PetscScalar* values, PetscScalar* out, PetscScalar* local) const;
 
   /// Per-point tables: the stencil of point p, [dim][nodes] offsets / weights, and dim
