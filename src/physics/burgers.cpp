@@ -131,17 +131,14 @@ class SelfAdvectionStep::Linearisation {
                                   const PetscScalar* values, PetscScalar* local, PetscScalar* gtw,
                                   bool zeroed) {
     SweepAccumulator sum(layout_, grid_->spec().stencil_width, local, gtw, zeroed);
-    forEachStencil<false, true, true>(
+    forEachStencil<false, true>(
         x, scheme,
         [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w, const double*,
             const std::uint8_t*, const PetscScalar*) {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
           double value[D];  // read before gtw is written: wx may be the Vec w
           for (int c = 0; c < D; ++c) value[c] = values[p * D + c];
-          if constexpr (D == 2)  // the points come in the grouped order
-            detail::scatterAddPairRows<N, S>(off, w, value, local);
-          else
-            adjointScatterAddAtComponents<D, N, D, S>(off, w, value, local);
+          adjointScatterAddAtComponents<D, N, D, S>(off, w, value, local);
           const double* g = jac + p * D * D;
           for (int a = 0; a < D; ++a) {
             double sum_a = 0.0;
@@ -264,12 +261,7 @@ class SelfAdvectionStep::Linearisation {
   /// Afterwards the reach, CFL and finiteness are reduced over the ranks and checked as
   /// build() documents.  The tables no longer describe local_: the linearisation is
   /// invalid until the next build().
-  /// Grouped (2D only; elsewhere ignored): the points of a grid row go to `use` in groups
-  /// of kGroupBlocks blocks, each group in four passes (its points 0, 4, 8, ..., then 1, 5,
-  /// 9, ...), for a `use` that scatters: a smooth velocity puts the cubic stencils of
-  /// points four apart on disjoint nodes (see scatterAddPairRows).
-  template <bool WithSlope, bool OwnedOnly = false, bool Grouped = false, class Use,
-            class BeginLine = void (*)(PetscInt)>
+  template <bool WithSlope, bool OwnedOnly = false, class Use, class BeginLine = void (*)(PetscInt)>
   void forEachStencil(
       Vec x, const std::string& scheme, Use&& use, BeginLine&& begin_line = [](PetscInt) {}) {
     valid_ = false;
@@ -299,21 +291,7 @@ class SelfAdvectionStep::Linearisation {
       Index reach{};
       const auto all = lane == lane;  // a lane mask, every lane true
       auto finite = all;
-      constexpr bool kGrouped = Grouped && D == 2;
-      constexpr int kBlocks = kGrouped ? kGroupBlocks : 1;
-      Block blocks[kBlocks];
-      int built = 0;         // blocks of the current group built so far
-      PetscInt group_p = 0;  // the group's first point
-      const auto runGroup = [&](int points) {
-        for (int phase = 0; phase < 4; ++phase) {
-          for (int at = phase; at < points; at += 4) {
-            const Block& g = blocks[at / B];
-            const int b = at % B;
-            use(d, n, Stride{}, group_p + at, g.offset + b, g.weight + b,
-                WithSlope ? g.slope + b : nullptr, g.inside + b, xl);
-          }
-        }
-      };
+      Block block;
       const IndexBox& o = grid_->owned();
       const PetscInt row_end = o.start[0] + o.size[0];
       PetscInt p = 0;
@@ -345,21 +323,10 @@ class SelfAdvectionStep::Linearisation {
               departure = size > departure ? size : departure;
             }
             const PetscInt home[3] = {i, j, k};
-            Block& block = blocks[built];
             block.template build<WithSlope>(layout_, q, home, count, reach);
-            if constexpr (kGrouped) {
-              // Only a row's last block can be short, and it ends the group.
-              if (built == 0) group_p = p;
-              ++built;
-              if (built == kBlocks || i + B >= row_end) {
-                runGroup((built - 1) * B + count);
-                built = 0;
-              }
-            } else {
-              for (int b = 0; b < count; ++b) {
-                use(d, n, Stride{}, p + b, block.offset + b, block.weight + b,
-                    WithSlope ? block.slope + b : nullptr, block.inside + b, xl);
-              }
+            for (int b = 0; b < count; ++b) {
+              use(d, n, Stride{}, p + b, block.offset + b, block.weight + b,
+                  WithSlope ? block.slope + b : nullptr, block.inside + b, xl);
             }
             p += count;
           }
@@ -407,7 +374,6 @@ class SelfAdvectionStep::Linearisation {
   }
 
   static constexpr int kBlock = kStencilBlockLanes;  // points per StencilBlock
-  static constexpr int kGroupBlocks = 32 / kBlock;   // blocks per group of a Grouped walk
 
   const Grid* grid_;
   const CornerGhostExchange* exchange_;

@@ -1066,36 +1066,6 @@ inline void scatterAddPairs(const PetscInt* offset, const double* weight, const 
     }
   }
 }
-
-/// scatterAddPairs with each stencil row of adjacent nodes updated as one vector of 2N
-/// values (the same products and sums per entry; other rows node by node).  For a caller
-/// that orders its points so that consecutive calls touch disjoint nodes: a vector load
-/// that overlaps a recent store only in part waits until that store reaches the cache.
-template <int N, int S>
-inline void scatterAddPairRows(const PetscInt* offset, const double* weight, const double* value,
-                               PetscScalar* z) {
-  if (!rowIsContiguous<N, 2, S>(offset)) {
-    scatterAddPairs<N, S>(offset, weight, value, z);
-    return;
-  }
-  Doubles<2 * N> wx;
-  for (int m = 0; m < N; ++m) wx[2 * m] = wx[2 * m + 1] = weight[m * S];
-  PetscScalar* base = z + offset[0];
-  for (int b = 0; b < N; ++b) {
-    // vb = wy_b * value, one pair per node as scatterAddPairs forms it.
-    const double v0 = weight[(N + b) * S] * value[0], v1 = weight[(N + b) * S] * value[1];
-    Doubles<2 * N> vb;
-    for (int m = 0; m < N; ++m) {
-      vb[2 * m] = v0;
-      vb[2 * m + 1] = v1;
-    }
-    PetscScalar* row = base + offset[(N + b) * S];
-    Doubles<2 * N> r;
-    loadDoubles<2 * N>(row, r);
-    r += wx * vb;
-    storeDoubles<2 * N>(row, r);
-  }
-}
 }  // namespace detail
 
 /// The scatter-add of scatterAddAndGradientAtComponents alone: scatterAddAtComponents, the
