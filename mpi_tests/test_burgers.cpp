@@ -804,6 +804,47 @@ TEST(SelfAdvectionSimulator, RecordedSweepsEqualTheStepByStepGradient) {
   }
 }
 
+TEST(SelfAdvectionStep, WindowedScatterEqualsThePointByPointAdjoint) {
+  // The recorded 2D cubic vjp sums the scatter-add of 8 points at a time in a register
+  // window where their stencils share rows and start at consecutive nodes, and point by
+  // point elsewhere.  Here the x velocity changes sign twice along every row and the y
+  // velocity twice along every column, so rows hold windowed blocks, runs of them that
+  // break, and blocks done point by point; the one-pass vjp without a record (point by
+  // point everywhere) is the reference.
+  GridSpec spec = velocityGrid(2, 96);
+  spec.n[1] = 40;
+  Grid grid(Environment::comm(), spec);
+  std::vector<double> natural;
+  for (PetscInt j = 0; j < spec.n[1]; ++j) {
+    for (PetscInt i = 0; i < spec.n[0]; ++i) {
+      const double x = (static_cast<double>(i) + 0.5) / static_cast<double>(spec.n[0]);
+      const double y = (static_cast<double>(j) + 0.5) / static_cast<double>(spec.n[1]);
+      natural.push_back(std::sin(2.0 * kPi * x) + 0.2 * std::cos(2.0 * kPi * y));
+      natural.push_back(0.8 * std::cos(2.0 * kPi * y) + 0.1 * std::sin(2.0 * kPi * x));
+    }
+  }
+  const double dt = 0.35 * grid.h(1) / 1.2;  // at most 0.35 cells
+  SelfAdvectionStep step(grid, dt, Interpolation::Cubic);
+  OwnedVec x = fieldFromNatural(grid, natural);
+  OwnedVec w = fieldFromNatural(grid, roughVectorNatural(grid, 5));
+  OwnedVec y = grid.createGlobal(), plain = grid.createGlobal(), windowed = grid.createGlobal();
+  step.vjp(x, w, plain);
+  step.restoreLinearisation(step.forwardAndRecord(x, y), x);
+  step.vjp(x, w, windowed);
+  const std::array<PetscInt, 2> blocks = step.lastWindowedBlocks();
+  PetscInt counts[2] = {blocks[0], blocks[1]}, total[2] = {0, 0};
+  MPI_Allreduce(counts, total, 2, MPIU_INT, MPI_SUM, grid.comm());
+  rootPrintf("  %d of %d blocks of 8 points summed in a register window\n",
+             static_cast<int>(total[0]), static_cast<int>(total[1]));
+  EXPECT_LE(relativeError(windowed, plain), 1e-15);
+#if defined(__AVX512F__)
+  EXPECT_GT(total[0], total[1] / 2) << "most blocks fit a window";
+  EXPECT_LT(total[0], total[1]) << "some blocks do not";
+#else
+  EXPECT_EQ(total[0], 0) << "no window without AVX-512";
+#endif
+}
+
 TEST(ViscousBurgersSimulator, DiffusionActsOnEveryComponentSeparately) {
   // Backward Euler on a dof = 2 grid must equal the scalar step on each component.
   GridSpec scalar_spec;

@@ -1,6 +1,9 @@
 #include "physgrad/physics/burgers.hpp"
 
 #include <petscksp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -21,6 +24,122 @@ NewtonKrylovOptions defaultSelfAdvectionInverseOptions() {
 
 // ---------------------------------------------------------------------------------------
 // The departure stencils of one state, and the Jacobian terms that come with them.
+
+#if defined(__AVX512F__)
+namespace {
+/// The scatter-add of the 2D cubic stencils of a velocity field (2 components), eight
+/// points of a grid row at a time where their stencils share their rows and start at
+/// consecutive nodes (a smooth velocity: all but the blocks where a component changes
+/// sign).  The eight stencils then cover a window of 11 nodes per stencil row, whose sums
+/// are formed in registers and added to memory once; the window's last 3 nodes are
+/// carried into the next block when that one continues the run (its first 3 nodes), so
+/// that no node is written twice and no load has to wait for an overlapping store.  Point
+/// by point, consecutive points update 12 of the same 16 nodes, each through memory.
+/// Each term is the product the point-by-point scatter forms (weight_x (weight_y value));
+/// the sums run in another order.
+class WindowScatter2D {
+ public:
+  static constexpr int kLanes = 8, kNodes = 4;
+
+  /// True when the block's stencils (offsets [2][4][8], lane fastest) share their rows
+  /// and start at consecutive nodes (2 entries apart), every row a run of 4 nodes.
+  static bool fits(const PetscInt* offset, int count) {
+    if (count != kLanes) return false;
+    using Index = detail::Indices<kLanes>;
+    Index lane{}, first, row, next;
+    for (int b = 0; b < kLanes; ++b) lane[b] = b;
+    std::memcpy(&first, offset, sizeof first);
+    Index ok = first == first[0] + 2 * lane;
+    for (int m = 1; m < kNodes; ++m) {
+      std::memcpy(&next, offset + m * kLanes, sizeof next);
+      ok &= next == first + 2 * m;
+    }
+    for (int r = 0; r < kNodes; ++r) {
+      std::memcpy(&row, offset + (kNodes + r) * kLanes, sizeof row);
+      ok &= row == row[0];
+    }
+    std::uint64_t words[sizeof(Index) / 8], all = ~std::uint64_t{0};
+    std::memcpy(words, &ok, sizeof words);
+    for (std::uint64_t word : words) all &= word;
+    return all == ~std::uint64_t{0};
+  }
+
+  /// Adds the block's terms (value[b * 2 + c] for lane b) into z; the block must fit().
+  void add(const PetscInt* offset, const double* weight, const double* value, PetscScalar* z) {
+    const __m512d zero = _mm512_setzero_pd();
+    PetscScalar* base[kNodes];
+    bool continues = carrying_;
+    for (int r = 0; r < kNodes; ++r) {
+      base[r] = z + offset[0] + offset[(kNodes + r) * kLanes];
+      continues = continues && base[r] == carry_at_[r];
+    }
+    if (!continues) flush();
+    // Node pair m of lane b: weight_x[m] (weight_y[r] value[b]).  wx[b] = the x weights of
+    // lane b, each twice (one per component), picked from the weight rows w01 = (x weights
+    // 0 and 1 of all lanes) and w23; vp[b] = lane b's value pair, four times.
+    __m512d wx[kLanes], vp[kLanes];
+    {
+      const __m512d w0 = _mm512_loadu_pd(weight), w1 = _mm512_loadu_pd(weight + kLanes),
+                    w2 = _mm512_loadu_pd(weight + 2 * kLanes),
+                    w3 = _mm512_loadu_pd(weight + 3 * kLanes);
+      for (int b = 0; b < kLanes; ++b) {
+        const __m512i pick = _mm512_setr_epi64(b, b, 8 + b, 8 + b, b, b, 8 + b, 8 + b);
+        const __m512d lo = _mm512_permutex2var_pd(w0, pick, w1);
+        const __m512d hi = _mm512_permutex2var_pd(w2, pick, w3);
+        wx[b] = _mm512_insertf64x4(lo, _mm512_castpd512_pd256(hi), 1);
+        vp[b] = _mm512_broadcast_f64x2(_mm_loadu_pd(value + 2 * b));
+      }
+    }
+    for (int r = 0; r < kNodes; ++r) {
+      const double* wy = weight + (kNodes + r) * kLanes;
+      __m512d a0 = continues ? carry_[r] : zero, a1 = zero, a2 = zero;
+      const auto term = [&](int b) {
+        return _mm512_mul_pd(wx[b], _mm512_mul_pd(_mm512_set1_pd(wy[b]), vp[b]));
+      };
+      a0 = _mm512_add_pd(a0, term(0));
+      shifted<2>(term(1), a0, a1);
+      shifted<4>(term(2), a0, a1);
+      shifted<6>(term(3), a0, a1);
+      a1 = _mm512_add_pd(a1, term(4));
+      shifted<2>(term(5), a1, a2);
+      shifted<4>(term(6), a1, a2);
+      shifted<6>(term(7), a1, a2);
+      PetscScalar* at = base[r];
+      _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), a0));
+      _mm512_storeu_pd(at + 8, _mm512_add_pd(_mm512_loadu_pd(at + 8), a1));
+      carry_[r] = a2;
+      carry_at_[r] = at + 16;
+    }
+    carrying_ = true;
+  }
+
+  /// Adds the carried nodes into memory (at the end of a run).
+  void flush() {
+    if (!carrying_) return;
+    constexpr __mmask8 kCarried = 0x3F;  // 3 nodes x 2 components
+    for (int r = 0; r < kNodes; ++r) {
+      PetscScalar* at = carry_at_[r];
+      _mm512_mask_storeu_pd(at, kCarried,
+                            _mm512_add_pd(_mm512_maskz_loadu_pd(kCarried, at), carry_[r]));
+    }
+    carrying_ = false;
+  }
+
+ private:
+  /// lo += t moved up by S doubles, hi += the S doubles that move out of lo.
+  template <int S>
+  static void shifted(__m512d t, __m512d& lo, __m512d& hi) {
+    const __m512i ti = _mm512_castpd_si512(t), zi = _mm512_setzero_si512();
+    lo = _mm512_add_pd(lo, _mm512_castsi512_pd(_mm512_alignr_epi64(ti, zi, 8 - S)));
+    hi = _mm512_add_pd(hi, _mm512_castsi512_pd(_mm512_alignr_epi64(zi, ti, 8 - S)));
+  }
+
+  __m512d carry_[kNodes];
+  PetscScalar* carry_at_[kNodes] = {};
+  bool carrying_ = false;
+};
+}  // namespace
+#endif
 
 class SelfAdvectionStep::Linearisation {
   // Over the stencils of the owned points: the reach (nodes from home), departure distance
@@ -131,22 +250,51 @@ class SelfAdvectionStep::Linearisation {
                                   const PetscScalar* values, PetscScalar* local, PetscScalar* gtw,
                                   bool zeroed) {
     SweepAccumulator sum(layout_, grid_->spec().stencil_width, local, gtw, zeroed);
-    forEachStencil<false, true>(
+    windowed_blocks_ = blocks_ = 0;
+#if defined(__AVX512F__)
+    WindowScatter2D window;
+#endif
+    forEachStencil<false, true, true>(
         x, scheme,
-        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w, const double*,
-            const std::uint8_t*, const PetscScalar*) {
+        [&](auto d, auto n, auto s, PetscInt p, int count, const auto& block) {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
-          double value[D];  // read before gtw is written: wx may be the Vec w
-          for (int c = 0; c < D; ++c) value[c] = values[p * D + c];
-          adjointScatterAddAtComponents<D, N, D, S>(off, w, value, local);
-          const double* g = jac + p * D * D;
-          for (int a = 0; a < D; ++a) {
-            double sum_a = 0.0;
-            for (int c = 0; c < D; ++c) sum_a += g[c * D + a] * value[c];
-            gtw[p * D + a] = sum_a;
+          double value[S * D];  // read before gtw is written: wx may be the Vec w
+          for (int e = 0; e < count * D; ++e) value[e] = values[p * D + e];
+          bool scattered = false;
+          ++blocks_;
+#if defined(__AVX512F__)
+          if constexpr (D == 2 && N == 4 && S == WindowScatter2D::kLanes) {
+            if (WindowScatter2D::fits(block.offset, count)) {
+              window.add(block.offset, block.weight, value, local);
+              scattered = true;
+              ++windowed_blocks_;
+            } else {
+              window.flush();
+            }
+          }
+#endif
+          for (int b = 0; b < count; ++b) {
+            const double* vb = value + b * D;
+            if (!scattered)
+              adjointScatterAddAtComponents<D, N, D, S>(block.offset + b, block.weight + b, vb,
+                                                        local);
+            const double* g = jac + (p + b) * D * D;
+            for (int a = 0; a < D; ++a) {
+              double sum_a = 0.0;
+              for (int c = 0; c < D; ++c) sum_a += g[c * D + a] * vb[c];
+              gtw[(p + b) * D + a] = sum_a;
+            }
           }
         },
-        [&](PetscInt line) { sum.beginLine(line); });
+        [&](PetscInt line) {
+#if defined(__AVX512F__)
+          window.flush();  // before earlier lines are finished
+#endif
+          sum.beginLine(line);
+        });
+#if defined(__AVX512F__)
+    window.flush();
+#endif
     sum.finishOwned();
   }
 
@@ -214,6 +362,8 @@ class SelfAdvectionStep::Linearisation {
     return jacobian_;
   }
 
+  /// Of the last adjointOnePassWithJacobian: blocks summed in a register window, all blocks.
+  std::array<PetscInt, 2> windowedBlocks() const { return {windowed_blocks_, blocks_}; }
   Vec local() const { return local_; }
   const LocalArrayLayout& layout() const { return layout_; }
   double cfl() const { return cfl_; }
@@ -261,7 +411,12 @@ class SelfAdvectionStep::Linearisation {
   /// Afterwards the reach, CFL and finiteness are reduced over the ranks and checked as
   /// build() documents.  The tables no longer describe local_: the linearisation is
   /// invalid until the next build().
-  template <bool WithSlope, bool OwnedOnly = false, class Use, class BeginLine = void (*)(PetscInt)>
+  /// ByBlock: `use` is called once per block instead, as
+  ///   use(D, N, S, p, count, block)
+  /// with the block's first point p and its `count` points (the stencil of point p + b at
+  /// block.offset + b, ..., entries S apart).
+  template <bool WithSlope, bool OwnedOnly = false, bool ByBlock = false, class Use,
+            class BeginLine = void (*)(PetscInt)>
   void forEachStencil(
       Vec x, const std::string& scheme, Use&& use, BeginLine&& begin_line = [](PetscInt) {}) {
     valid_ = false;
@@ -324,9 +479,13 @@ class SelfAdvectionStep::Linearisation {
             }
             const PetscInt home[3] = {i, j, k};
             block.template build<WithSlope>(layout_, q, home, count, reach);
-            for (int b = 0; b < count; ++b) {
-              use(d, n, Stride{}, p + b, block.offset + b, block.weight + b,
-                  WithSlope ? block.slope + b : nullptr, block.inside + b, xl);
+            if constexpr (ByBlock) {
+              use(d, n, Stride{}, p, count, block);
+            } else {
+              for (int b = 0; b < count; ++b) {
+                use(d, n, Stride{}, p + b, block.offset + b, block.weight + b,
+                    WithSlope ? block.slope + b : nullptr, block.inside + b, xl);
+              }
             }
             p += count;
           }
@@ -388,7 +547,7 @@ class SelfAdvectionStep::Linearisation {
   std::vector<double> weight_, slope_, jacobian_;
   std::vector<std::uint8_t> inside_;
   double cfl_ = 0.0, departure_cells_ = 0.0;
-  PetscInt required_width_ = 0;
+  PetscInt required_width_ = 0, windowed_blocks_ = 0, blocks_ = 0;
   double dq_du_[3] = {0.0, 0.0, 0.0};  // d q_a / d u_a = -signed_dt / h_a
 };
 
@@ -464,6 +623,9 @@ std::string SelfAdvectionStep::name() const {
 double SelfAdvectionStep::lastCfl() const { return ahead_->cfl(); }
 double SelfAdvectionStep::lastDepartureCells() const { return ahead_->departureCells(); }
 PetscInt SelfAdvectionStep::lastRequiredWidth() const { return ahead_->requiredWidth(); }
+std::array<PetscInt, 2> SelfAdvectionStep::lastWindowedBlocks() const {
+  return ahead_->windowedBlocks();
+}
 
 void SelfAdvectionStep::forward(Vec x, Vec y) {
   restored_record_.reset();

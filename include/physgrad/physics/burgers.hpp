@@ -36,6 +36,7 @@
 // given velocity): a state whose stencils would reach beyond GridSpec::stencil_width throws
 // CflError, on every rank alike.
 
+#include <array>
 #include <memory>
 #include <string>
 
@@ -122,6 +123,11 @@ class SelfAdvectionStep final : public Step {
   double lastDepartureCells() const;
   /// The ghost width its interpolation stencils needed.
   PetscInt lastRequiredWidth() const;
+  /// Of the last vjp that read a linearisation record, on this rank: {blocks of 8 points
+  /// whose scatter-add was summed in a register window, all blocks}.  The window serves
+  /// cubic stencils in 2D in builds for AVX-512 (elsewhere the first number is 0), where
+  /// the 8 stencils share their rows and start at consecutive nodes.  A diagnostic.
+  std::array<PetscInt, 2> lastWindowedBlocks() const;
 
   class Linearisation;  // departure stencils and Jacobian at one state (burgers.cpp)
 
