@@ -74,9 +74,9 @@ class WindowScatter2D {
       continues = continues && base[r] == carry_at_[r];
     }
     if (!continues) flush();
-    // Node pair m of lane b: weight_x[m] (weight_y[r] value[b]).  wx[b] = the x weights of
-    // lane b, each twice (one per component), picked from the weight rows w01 = (x weights
-    // 0 and 1 of all lanes) and w23; vp[b] = lane b's value pair, four times.
+    // Node pair m of lane b: weight_x[m] (weight_y[r] value[b]).  wx[b] = the 4 x weights
+    // of lane b, each twice (one per component), picked from the rows of x weights 0 and 1
+    // (lower half) and 2 and 3 (upper half); vp[b] = lane b's value pair, four times.
     __m512d wx[kLanes], vp[kLanes];
     {
       const __m512d w0 = _mm512_loadu_pd(weight), w1 = _mm512_loadu_pd(weight + kLanes),
