@@ -138,6 +138,76 @@ class WindowScatter2D {
   PetscScalar* carry_at_[kNodes] = {};
   bool carrying_ = false;
 };
+
+/// gatherAndGradientAtComponents<2, 4, 2, 8> and the Jacobian terms of forwardAndJacobian-
+/// OnePass for the 8 points of a block that WindowScatter2D::fits, with the points as the
+/// lanes of the vectors: node m of stencil row r of every lane is one strided load from
+/// the window, and the column sums, the weighted node sums and the products follow the
+/// point-by-point kernel term by term, in its order (a product first, then fused
+/// multiply-adds), so the numbers are the same.  out: the 8 points' value pairs; jac: their
+/// 2 x 2 terms G[c][a] = dq_du[a] d u_c / d q_a.
+template <bool WithGradient>
+inline void gatherAndGradientLanes(const PetscInt* offset, const double* weight,
+                                   const double* slope, const PetscScalar* local,
+                                   const double* dq_du, PetscScalar* out, double* jac) {
+  constexpr int L = WindowScatter2D::kLanes, N = WindowScatter2D::kNodes;
+  const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+  // cw[m][c] = sum_r wy_r u(r, m, c), cs[m][c] = sum_r sy_r u(r, m, c), lane by lane.
+  __m512d cw[N][2], cs[N][2];
+  for (int r = 0; r < N; ++r) {
+    const PetscScalar* row = local + offset[0] + offset[(N + r) * L];
+    const __m512d wy = _mm512_loadu_pd(weight + (N + r) * L);
+    for (int m = 0; m < N; ++m) {
+      const __m512d lo = _mm512_loadu_pd(row + 2 * m), hi = _mm512_loadu_pd(row + 2 * m + L);
+      const __m512d u[2] = {_mm512_permutex2var_pd(lo, even, hi),
+                            _mm512_permutex2var_pd(lo, odd, hi)};
+      for (int c = 0; c < 2; ++c) {
+        cw[m][c] = r == 0 ? _mm512_mul_pd(wy, u[c]) : _mm512_fmadd_pd(wy, u[c], cw[m][c]);
+        if constexpr (WithGradient) {
+          const __m512d sy = _mm512_loadu_pd(slope + (N + r) * L);
+          cs[m][c] = r == 0 ? _mm512_mul_pd(sy, u[c]) : _mm512_fmadd_pd(sy, u[c], cs[m][c]);
+        }
+      }
+    }
+  }
+  __m512d value[2], gx[2], gy[2];
+  for (int c = 0; c < 2; ++c) {
+    const __m512d wx0 = _mm512_loadu_pd(weight);
+    value[c] = _mm512_mul_pd(wx0, cw[0][c]);
+    if constexpr (WithGradient) {
+      gx[c] = _mm512_mul_pd(_mm512_loadu_pd(slope), cw[0][c]);
+      gy[c] = _mm512_mul_pd(wx0, cs[0][c]);
+    }
+    for (int m = 1; m < N; ++m) {
+      const __m512d wx = _mm512_loadu_pd(weight + m * L);
+      value[c] = _mm512_fmadd_pd(wx, cw[m][c], value[c]);
+      if constexpr (WithGradient) {
+        gx[c] = _mm512_fmadd_pd(_mm512_loadu_pd(slope + m * L), cw[m][c], gx[c]);
+        gy[c] = _mm512_fmadd_pd(wx, cs[m][c], gy[c]);
+      }
+    }
+  }
+  // Lanes back to points: value pairs, and G[c][a] in the order c0a0, c0a1, c1a0, c1a1.
+  const __m512i first = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+  const __m512i second = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+  _mm512_storeu_pd(out, _mm512_permutex2var_pd(value[0], first, value[1]));
+  _mm512_storeu_pd(out + L, _mm512_permutex2var_pd(value[0], second, value[1]));
+  if constexpr (!WithGradient) return;
+  const __m512d dq0 = _mm512_set1_pd(dq_du[0]), dq1 = _mm512_set1_pd(dq_du[1]);
+  const __m512d g00 = _mm512_mul_pd(dq0, gx[0]), g01 = _mm512_mul_pd(dq1, gy[0]);
+  const __m512d g10 = _mm512_mul_pd(dq0, gx[1]), g11 = _mm512_mul_pd(dq1, gy[1]);
+  const __m512i pairs_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+  const __m512i pairs_hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+  const __m512d a_lo = _mm512_permutex2var_pd(g00, first, g01);   // points 0-3: c0a0 c0a1
+  const __m512d a_hi = _mm512_permutex2var_pd(g00, second, g01);  // points 4-7
+  const __m512d b_lo = _mm512_permutex2var_pd(g10, first, g11);   // points 0-3: c1a0 c1a1
+  const __m512d b_hi = _mm512_permutex2var_pd(g10, second, g11);
+  _mm512_storeu_pd(jac, _mm512_permutex2var_pd(a_lo, pairs_lo, b_lo));
+  _mm512_storeu_pd(jac + L, _mm512_permutex2var_pd(a_lo, pairs_hi, b_lo));
+  _mm512_storeu_pd(jac + 2 * L, _mm512_permutex2var_pd(a_hi, pairs_lo, b_hi));
+  _mm512_storeu_pd(jac + 3 * L, _mm512_permutex2var_pd(a_hi, pairs_hi, b_hi));
+}
 }  // namespace
 #endif
 
@@ -216,12 +286,24 @@ class SelfAdvectionStep::Linearisation {
   /// only in a Newton solve, so the tables are built on demand (linearise) instead.  Leaves
   /// no linearisation behind; throws like build().
   void forwardOnePass(Vec x, const std::string& scheme, PetscScalar* out) {
-    forEachStencil<false>(
+    forEachStencil<false, false, true>(
         x, scheme,
-        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w, const double*,
-            const std::uint8_t*, const PetscScalar* xl) {
+        [&](auto d, auto n, auto s, PetscInt p, int count, const auto& block,
+            const PetscScalar* xl) {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
-          gatherAtComponents<D, N, D, S>(off, w, xl, out + p * D);
+#if defined(__AVX512F__)
+          if constexpr (D == 2 && N == 4 && S == WindowScatter2D::kLanes) {
+            // The same numbers as forwardAndJacobianOnePass gives for this block.
+            if (WindowScatter2D::fits(block.offset, count)) {
+              gatherAndGradientLanes<false>(block.offset, block.weight, nullptr, xl, nullptr,
+                                            out + p * D, nullptr);
+              return;
+            }
+          }
+#endif
+          for (int b = 0; b < count; ++b)
+            gatherAtComponents<D, N, D, S>(block.offset + b, block.weight + b, xl,
+                                           out + (p + b) * D);
         });
   }
 
@@ -230,16 +312,28 @@ class SelfAdvectionStep::Linearisation {
   /// stencil: jac[(p * dim + c) * dim + a] = G[p][c][a], the numbers jacobian() gives after
   /// build(x).
   void forwardAndJacobianOnePass(Vec x, const std::string& scheme, PetscScalar* out, double* jac) {
-    forEachStencil<true>(
+    forEachStencil<true, false, true>(
         x, scheme,
-        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w,
-            const double* slope, const std::uint8_t*, const PetscScalar* xl) {
+        [&](auto d, auto n, auto s, PetscInt p, int count, const auto& block,
+            const PetscScalar* xl) {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
-          double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
-          gatherAndGradientAtComponents<D, N, D, S>(off, w, slope, xl, out + p * D, grad);
-          double* g = jac + p * D * D;
-          for (int c = 0; c < D; ++c)
-            for (int a = 0; a < D; ++a) g[c * D + a] = dq_du_[a] * grad[c * D + a];
+#if defined(__AVX512F__)
+          if constexpr (D == 2 && N == 4 && S == WindowScatter2D::kLanes) {
+            if (WindowScatter2D::fits(block.offset, count)) {
+              gatherAndGradientLanes<true>(block.offset, block.weight, block.slope, xl, dq_du_,
+                                           out + p * D, jac + p * D * D);
+              return;
+            }
+          }
+#endif
+          for (int b = 0; b < count; ++b) {
+            double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
+            gatherAndGradientAtComponents<D, N, D, S>(block.offset + b, block.weight + b,
+                                                      block.slope + b, xl, out + (p + b) * D, grad);
+            double* g = jac + (p + b) * D * D;
+            for (int c = 0; c < D; ++c)
+              for (int a = 0; a < D; ++a) g[c * D + a] = dq_du_[a] * grad[c * D + a];
+          }
         });
   }
 
@@ -256,7 +350,7 @@ class SelfAdvectionStep::Linearisation {
 #endif
     forEachStencil<false, true, true>(
         x, scheme,
-        [&](auto d, auto n, auto s, PetscInt p, int count, const auto& block) {
+        [&](auto d, auto n, auto s, PetscInt p, int count, const auto& block, const PetscScalar*) {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
           double value[S * D];  // read before gtw is written: wx may be the Vec w
           for (int e = 0; e < count * D; ++e) value[e] = values[p * D + e];
@@ -412,7 +506,7 @@ class SelfAdvectionStep::Linearisation {
   /// build() documents.  The tables no longer describe local_: the linearisation is
   /// invalid until the next build().
   /// ByBlock: `use` is called once per block instead, as
-  ///   use(D, N, S, p, count, block)
+  ///   use(D, N, S, p, count, block, local array)
   /// with the block's first point p and its `count` points (the stencil of point p + b at
   /// block.offset + b, ..., entries S apart).
   template <bool WithSlope, bool OwnedOnly = false, bool ByBlock = false, class Use,
@@ -480,7 +574,7 @@ class SelfAdvectionStep::Linearisation {
             const PetscInt home[3] = {i, j, k};
             block.template build<WithSlope>(layout_, q, home, count, reach);
             if constexpr (ByBlock) {
-              use(d, n, Stride{}, p, count, block);
+              use(d, n, Stride{}, p, count, block, xl);
             } else {
               for (int b = 0; b < count; ++b) {
                 use(d, n, Stride{}, p + b, block.offset + b, block.weight + b,
