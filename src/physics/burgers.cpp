@@ -139,13 +139,16 @@ class WindowScatter2D {
   bool carrying_ = false;
 };
 
-/// gatherAndGradientAtComponents<2, 4, 2, 8> and the Jacobian terms of forwardAndJacobian-
-/// OnePass for the 8 points of a block that WindowScatter2D::fits, with the points as the
-/// lanes of the vectors: node m of stencil row r of every lane is one strided load from
-/// the window, and the column sums, the weighted node sums and the products follow the
-/// point-by-point kernel term by term, in its order (a product first, then fused
-/// multiply-adds), so the numbers are the same.  out: the 8 points' value pairs; jac: their
-/// 2 x 2 terms G[c][a] = dq_du[a] d u_c / d q_a.
+/// gatherAndGradientAtComponents<2, 4, 2, 8> (WithGradient; else gatherAtComponents) and
+/// the Jacobian terms of forwardAndJacobianOnePass for the 8 points of a block that
+/// WindowScatter2D::fits, with the points as the lanes of the vectors: node m of stencil
+/// row r of every lane is one strided read of the window, and the column sums, the
+/// weighted node sums and the products are lane-wise, in the order of the point-by-point
+/// kernel (a product first, then fused multiply-adds).  That kernel's compiled code fuses
+/// its products where the compiler chooses, so the two can differ in the last bit; the
+/// plain and the recording forward both take this path for such blocks and agree bit for
+/// bit.  out: the 8 points' value pairs; jac: their 2 x 2 terms G[c][a] = dq_du[a] d u_c /
+/// d q_a.
 template <bool WithGradient>
 inline void gatherAndGradientLanes(const PetscInt* offset, const double* weight,
                                    const double* slope, const PetscScalar* local,
