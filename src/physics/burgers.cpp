@@ -272,14 +272,49 @@ class SelfAdvectionStep::Linearisation {
   void adjointOnePass(Vec x, const std::string& scheme, const PetscScalar* values,
                       PetscScalar* local, PetscScalar* gtw, bool zeroed) {
     SweepAccumulator sum(layout_, grid_->spec().stencil_width, local, gtw, zeroed);
-    forEachStencil<true>(
+#if defined(__AVX512F__)
+    // 2D cubic blocks that fit a window: the Jacobian terms 8 at a time as the recording
+    // forward forms them, the scatter-add in the window, as the recorded adjoint does.
+    WindowScatter2D window;
+#endif
+    forEachStencil<true, false, true>(
         x, scheme,
-        [&](auto d, auto n, auto s, PetscInt p, const PetscInt* off, const double* w,
-            const double* slope, const std::uint8_t*, const PetscScalar* xl) {
+        [&](auto d, auto n, auto s, PetscInt p, int count, const auto& block,
+            const PetscScalar* xl) {
           constexpr int D = decltype(d)::value, N = decltype(n)::value, S = decltype(s)::value;
-          adjointAt<D, N, S>(p, off, w, slope, xl, values, local, gtw);
+#if defined(__AVX512F__)
+          if constexpr (D == 2 && N == 4 && S == WindowScatter2D::kLanes) {
+            if (WindowScatter2D::fits(block.offset, count)) {
+              double value[S * D], jac[S * D * D], interpolated[S * D];
+              for (int e = 0; e < S * D; ++e) value[e] = values[p * D + e];
+              gatherAndGradientLanes<true>(block.offset, block.weight, block.slope, xl, dq_du_,
+                                           interpolated, jac);
+              window.add(block.offset, block.weight, value, local);
+              for (int b = 0; b < S; ++b) {
+                for (int a = 0; a < D; ++a) {
+                  double sum_a = 0.0;
+                  for (int c = 0; c < D; ++c) sum_a += jac[(b * D + c) * D + a] * value[b * D + c];
+                  gtw[(p + b) * D + a] = sum_a;
+                }
+              }
+              return;
+            }
+            window.flush();
+          }
+#endif
+          for (int b = 0; b < count; ++b)
+            adjointAt<D, N, S>(p + b, block.offset + b, block.weight + b, block.slope + b, xl,
+                               values, local, gtw);
         },
-        [&](PetscInt line) { sum.beginLine(line); });
+        [&](PetscInt line) {
+#if defined(__AVX512F__)
+          window.flush();  // before earlier lines are finished
+#endif
+          sum.beginLine(line);
+        });
+#if defined(__AVX512F__)
+    window.flush();
+#endif
     sum.finishOwned();
   }
 
