@@ -214,6 +214,19 @@ inline void gatherAndGradientLanes(const PetscInt* offset, const double* weight,
 }  // namespace
 #endif
 
+namespace {
+/// out[a] = sum_c g[c * D + a] value[c]: the Jacobian terms' share of the adjoint at one
+/// point, from its G (g[c * D + a] = G[c][a]).
+template <int D>
+inline void jacobianTransposeAt(const double* g, const double* value, PetscScalar* out) {
+  for (int a = 0; a < D; ++a) {
+    double sum = 0.0;
+    for (int c = 0; c < D; ++c) sum += g[c * D + a] * value[c];
+    out[a] = sum;
+  }
+}
+}  // namespace
+
 class SelfAdvectionStep::Linearisation {
   // Over the stencils of the owned points: the reach (nodes from home), departure distance
   // (cells), CFL, and a non-finite flag; reduced over the ranks by reduceAndCheck.
@@ -290,13 +303,8 @@ class SelfAdvectionStep::Linearisation {
               gatherAndGradientLanes<true>(block.offset, block.weight, block.slope, xl, dq_du_,
                                            interpolated, jac);
               window.add(block.offset, block.weight, value, local);
-              for (int b = 0; b < S; ++b) {
-                for (int a = 0; a < D; ++a) {
-                  double sum_a = 0.0;
-                  for (int c = 0; c < D; ++c) sum_a += jac[(b * D + c) * D + a] * value[b * D + c];
-                  gtw[(p + b) * D + a] = sum_a;
-                }
-              }
+              for (int b = 0; b < S; ++b)
+                jacobianTransposeAt<D>(jac + b * D * D, value + b * D, gtw + (p + b) * D);
               return;
             }
             window.flush();
@@ -410,12 +418,7 @@ class SelfAdvectionStep::Linearisation {
             if (!scattered)
               adjointScatterAddAtComponents<D, N, D, S>(block.offset + b, block.weight + b, vb,
                                                         local);
-            const double* g = jac + (p + b) * D * D;
-            for (int a = 0; a < D; ++a) {
-              double sum_a = 0.0;
-              for (int c = 0; c < D; ++c) sum_a += g[c * D + a] * vb[c];
-              gtw[(p + b) * D + a] = sum_a;
-            }
+            jacobianTransposeAt<D>(jac + (p + b) * D * D, vb, gtw + (p + b) * D);
           }
         },
         [&](PetscInt line) {

@@ -891,25 +891,10 @@ void InterpolationTable::transposeByNodes(const PetscScalar* values, PetscScalar
     throw std::logic_error("InterpolationTable::transposeByNodes: call buildNodeTranspose first");
   const PetscInt* point = slot_point_.data();
   const double* weight = slot_weight_.data();
-  switch (node_slots_) {
-    case 2:
-      slotSums<2>(count_, dof_, point, weight, values, out);
-      break;
-    case 4:
-      slotSums<4>(count_, dof_, point, weight, values, out);
-      break;
-    case 8:
-      slotSums<8>(count_, dof_, point, weight, values, out);
-      break;
-    case 16:
-      slotSums<16>(count_, dof_, point, weight, values, out);
-      break;
-    case 64:
-      slotSums<64>(count_, dof_, point, weight, values, out);
-      break;
-    default:
-      throw std::logic_error("InterpolationTable::transposeByNodes: unexpected stencil size");
-  }
+  // node_slots_ is nodes^dim, the count withNodeCount hands over.
+  withNodeCount(dim_, kind_, [&](auto slots) {
+    slotSums<decltype(slots)::value>(count_, dof_, point, weight, values, out);
+  });
   for (size_t e = 0; e < extra_node_.size(); ++e) {
     for (PetscInt c = 0; c < dof_; ++c)
       out[extra_node_[e] * dof_ + c] += extra_weight_[e] * values[extra_point_[e] * dof_ + c];
