@@ -139,6 +139,222 @@ class WindowScatter2D {
   bool carrying_ = false;
 };
 
+/// The scatter-add of the 3D cubic stencils of a velocity field (3 components), eight
+/// points of a grid row at a time, summed in registers over the union of their stencils.
+/// A block fits when along each axis every stencil is a run of 4 adjacent nodes and the
+/// runs of the 8 points start at most one node apart (after the step from point to point
+/// along x): a smooth velocity, where a component's sign change inside the block moves
+/// some of the stencils by one node.  Along x the union is then a window of 4 nodes per
+/// point (11 in all, 33 values) or, where the stencils moved, of 5 (12 nodes, 36 values;
+/// each point's weights padded with a zero on the side it did not move to); along y and z
+/// it is 4 or 5 rows and planes, 16 to 25 window rows, with zero weights where a point's
+/// stencil has no row.
+///
+/// Along every window row, point b adds alpha_b(row) T_b: T_b holds its products
+/// weight_x[m] value[c] (the same in all rows), alpha_b(row) = weight_z weight_y of the
+/// row.  T_b is placed at window position 3b once per block (19 or 22 vectors that are not
+/// all zero, over the 8 points), so a row costs that many multiply-adds with broadcast
+/// alphas and a read and write of 3 vectors; point by point it is 16 rows of
+/// read-modify-writes that overlap the previous point's.  The window's positions from 24
+/// on (the last 3 or 4 nodes) are carried into the next block when that one continues the
+/// run (the same rows, 8 nodes further), as in WindowScatter2D.  Each term is (weight_z
+/// weight_y) (weight_x value), the point-by-point scatter's product associated otherwise,
+/// and the sums run in another order.  The padding's zero weights multiply the values too,
+/// so a non-finite adjoint value also reaches the nodes next to its stencil.
+class WindowScatter3D {
+ public:
+  static constexpr int kLanes = 8, kNodes = 4, kValues = 3;
+
+  /// Where a block's stencils lie, from fit().
+  struct Shape {
+    bool fits = false;
+    int x_nodes = kNodes, y_rows = kNodes, z_planes = kNodes;  // 4, or 5 where runs moved
+    PetscInt first = 0;        // offset of the window's first node (x, y and z)
+    __mmask8 moved[3] = {};    // lanes whose run starts one node later than the window
+  };
+
+  /// stride_y, stride_z: the local array's strides along y and z.
+  WindowScatter3D(PetscInt stride_y, PetscInt stride_z) : stride_{kValues, stride_y, stride_z} {}
+
+  /// The shape of a block's stencils (offsets [3][4][8], lane fastest); fits = false
+  /// unless count is 8 and the stencils lie as the class comment says.
+  Shape fit(const PetscInt* offset, int count) const {
+    Shape shape;
+    if (count != kLanes) return shape;
+    using Index = detail::Indices<kLanes>;
+    Index lane{}, start, node;
+    for (int b = 0; b < kLanes; ++b) lane[b] = b;
+    Index ok = lane >= 0;  // every lane
+    for (int a = 0; a < 3; ++a) {
+      const PetscInt* o = offset + a * kNodes * kLanes;
+      std::memcpy(&start, o, sizeof start);
+      for (int m = 1; m < kNodes; ++m) {
+        std::memcpy(&node, o + m * kLanes, sizeof node);
+        ok &= node == start + m * stride_[a];
+      }
+      // The run's start, less the step from point to point along x.
+      const Index home = a == 0 ? start - kValues * lane : start;
+      PetscInt lowest = home[0];
+      for (int b = 1; b < kLanes; ++b) lowest = std::min(lowest, home[b]);
+      const Index moved = home == lowest + stride_[a];
+      ok &= (home == lowest) | moved;
+      shape.first += lowest;
+      __mmask8 mask = 0;
+      for (int b = 0; b < kLanes; ++b)
+        if (moved[b]) mask = static_cast<__mmask8>(mask | (1u << b));
+      shape.moved[a] = mask;
+      const int extent = mask != 0 ? kNodes + 1 : kNodes;
+      (a == 0 ? shape.x_nodes : (a == 1 ? shape.y_rows : shape.z_planes)) = extent;
+    }
+    std::uint64_t words[sizeof(Index) / 8], all = ~std::uint64_t{0};
+    std::memcpy(words, &ok, sizeof words);
+    for (std::uint64_t word : words) all &= word;
+    shape.fits = all == ~std::uint64_t{0};
+    return shape;
+  }
+
+  /// Adds the block's terms (value[b * 3 + c] for lane b) into z; shape = fit(offset, 8).
+  void add(const Shape& shape, const double* weight, const double* value, PetscScalar* z) {
+    if (shape.x_nodes == kNodes)
+      addPlaced<kNodes>(shape, weight, value, z);
+    else
+      addPlaced<kNodes + 1>(shape, weight, value, z);
+  }
+
+  /// Adds the carried nodes into memory (at the end of a run).
+  void flush() {
+    if (!carrying_) return;
+    for (int row = 0; row < rows_; ++row) {
+      PetscScalar* at = carry_at_ + row_offset_[row];
+      _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), carry_[row][0]));
+      _mm512_mask_storeu_pd(at + 8, carry_mask_,
+                            _mm512_add_pd(_mm512_maskz_loadu_pd(carry_mask_, at + 8),
+                                          carry_[row][1]));
+    }
+    carrying_ = false;
+  }
+
+ private:
+  static constexpr int kWindowVectors = 5;  // up to 36 values
+  static constexpr int kMaxRows = (kNodes + 1) * (kNodes + 1);
+
+  /// slot[b][j]: where T_b's part in window vector j is kept, -1 where it has none (T_b
+  /// covers positions 3b to 3b + 3X - 1); count: the parts that are kept.
+  template <int X>
+  struct Placement {
+    int slot[kLanes][kWindowVectors] = {};
+    int count = 0;
+    constexpr Placement() {
+      for (int b = 0; b < kLanes; ++b)
+        for (int j = 0; j < kWindowVectors; ++j)
+          slot[b][j] = (8 * j < kValues * (b + X) && kValues * b < 8 * (j + 1)) ? count++ : -1;
+    }
+  };
+
+  /// A lane vector of weights (lanes b: point b's weight at its node `node`) moved to the
+  /// window's node `at`: lanes in `moved` take node at - 1; nodes outside 0..3 give 0.
+  static __m512d windowWeight(const double* weight, int at, __mmask8 moved, int extent) {
+    const __m512d zero = _mm512_setzero_pd();
+    if (extent == kNodes) return _mm512_loadu_pd(weight + at * kLanes);
+    const __m512d same = at < kNodes ? _mm512_loadu_pd(weight + at * kLanes) : zero;
+    const __m512d later = at > 0 ? _mm512_loadu_pd(weight + (at - 1) * kLanes) : zero;
+    return _mm512_mask_blend_pd(moved, same, later);
+  }
+
+  template <int X>
+  void addPlaced(const Shape& shape, const double* weight, const double* value, PetscScalar* z) {
+    static constexpr Placement<X> kPlace{};
+    const int rows = shape.y_rows * shape.z_planes;
+    PetscScalar* base = z + shape.first;
+    const bool continues = carrying_ && base == carry_at_ && rows == rows_ &&
+                           shape.y_rows == y_rows_;
+    if (!continues) {
+      flush();
+      rows_ = rows;
+      y_rows_ = shape.y_rows;
+      for (int kz = 0; kz < shape.z_planes; ++kz)
+        for (int ky = 0; ky < shape.y_rows; ++ky)
+          row_offset_[kz * shape.y_rows + ky] = kz * stride_[2] + ky * stride_[1];
+    }
+    // alpha[row][b] = weight_z weight_y of lane b in window row (ky, kz).
+    alignas(64) double alpha[kMaxRows][kLanes];
+    {
+      __m512d wy[kNodes + 1];
+      for (int ky = 0; ky < shape.y_rows; ++ky)
+        wy[ky] = windowWeight(weight + kNodes * kLanes, ky, shape.moved[1], shape.y_rows);
+      for (int kz = 0; kz < shape.z_planes; ++kz) {
+        const __m512d wz =
+            windowWeight(weight + 2 * kNodes * kLanes, kz, shape.moved[2], shape.z_planes);
+        for (int ky = 0; ky < shape.y_rows; ++ky)
+          _mm512_store_pd(alpha[kz * shape.y_rows + ky], _mm512_mul_pd(wz, wy[ky]));
+      }
+    }
+    // T_b (3X products, node-major) as two vectors, then placed at window position 3b.
+    __m512d wx[kNodes + 1];
+    for (int m = 0; m < X; ++m) wx[m] = windowWeight(weight, m, shape.moved[0], X);
+    for (int m = X; m < kNodes + 1; ++m) wx[m] = _mm512_setzero_pd();
+    double padded[kLanes * kValues + kLanes] = {};
+    std::memcpy(padded, value, sizeof(double) * kLanes * kValues);
+    const __m512i values_lo = _mm512_setr_epi64(0, 1, 2, 0, 1, 2, 0, 1);
+    const __m512i values_hi = _mm512_setr_epi64(2, 0, 1, 2, 0, 1, 2, 0);
+    const __m512i iota = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    constexpr __mmask8 kHiValid = X == kNodes ? 0x0F : 0x7F;  // T_b elements 8 to 3X - 1
+    __m512d placed[kPlace.count];
+#pragma GCC unroll 8
+    for (int b = 0; b < kLanes; ++b) {
+      const __m512d v = _mm512_loadu_pd(padded + kValues * b);
+      const __m512i lo_nodes = _mm512_setr_epi64(b, b, b, 8 + b, 8 + b, 8 + b, b, b);
+      const __m512i hi_nodes = _mm512_setr_epi64(b, 8 + b, 8 + b, 8 + b, b, b, b, b);
+      const __m512d wlo = _mm512_mask_blend_pd(0xC0, _mm512_permutex2var_pd(wx[0], lo_nodes, wx[1]),
+                                               _mm512_permutexvar_pd(lo_nodes, wx[2]));
+      const __m512d whi = _mm512_mask_blend_pd(0xF0, _mm512_permutex2var_pd(wx[2], hi_nodes, wx[3]),
+                                               _mm512_permutexvar_pd(hi_nodes, wx[4]));
+      const __m512d tlo = _mm512_mul_pd(wlo, _mm512_permutexvar_pd(values_lo, v));
+      const __m512d thi =
+          _mm512_maskz_mul_pd(kHiValid, whi, _mm512_permutexvar_pd(values_hi, v));
+#pragma GCC unroll 5
+      for (int j = 0; j < kWindowVectors; ++j) {
+        const int slot = kPlace.slot[b][j];
+        if (slot < 0) continue;
+        // window position 8 j + e holds T_b element 8 j + e - 3 b where that is 0 to 3X - 1
+        const int shift = 8 * j - kValues * b;
+        const int lo = std::max(0, -shift), hi = std::min(8, kValues * X - shift);
+        const __mmask8 mask = static_cast<__mmask8>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+        placed[slot] = _mm512_maskz_permutex2var_pd(
+            mask, tlo, _mm512_add_epi64(iota, _mm512_set1_epi64(shift)), thi);
+      }
+    }
+    const __m512d zero = _mm512_setzero_pd();
+    for (int row = 0; row < rows; ++row) {
+      __m512d acc[kWindowVectors] = {continues ? carry_[row][0] : zero,
+                                     continues ? carry_[row][1] : zero, zero, zero, zero};
+#pragma GCC unroll 8
+      for (int b = 0; b < kLanes; ++b) {
+        const __m512d a = _mm512_set1_pd(alpha[row][b]);
+#pragma GCC unroll 5
+        for (int j = 0; j < kWindowVectors; ++j)
+          if (kPlace.slot[b][j] >= 0) acc[j] = _mm512_fmadd_pd(a, placed[kPlace.slot[b][j]], acc[j]);
+      }
+      PetscScalar* at = base + row_offset_[row];
+      for (int j = 0; j < 3; ++j)
+        _mm512_storeu_pd(at + 8 * j, _mm512_add_pd(_mm512_loadu_pd(at + 8 * j), acc[j]));
+      carry_[row][0] = acc[3];
+      carry_[row][1] = acc[4];
+    }
+    carry_at_ = base + 24;
+    carry_mask_ = X == kNodes ? 0x01 : 0x0F;  // positions 32 to 3 (X + 7) - 1
+    carrying_ = true;
+  }
+
+  PetscInt stride_[3];
+  __m512d carry_[kMaxRows][2];
+  PetscInt row_offset_[kMaxRows] = {};
+  PetscScalar* carry_at_ = nullptr;  // the carried window's first node (its row 0)
+  int rows_ = 0, y_rows_ = 0;
+  __mmask8 carry_mask_ = 0;
+  bool carrying_ = false;
+};
+
 /// gatherAndGradientAtComponents<2, 4, 2, 8> (WithGradient; else gatherAtComponents) and
 /// the Jacobian terms of forwardAndJacobianOnePass for the 8 points of a block that
 /// WindowScatter2D::fits, with the points as the lanes of the vectors: node m of stencil
@@ -225,6 +441,28 @@ inline void jacobianTransposeAt(const double* g, const double* value, PetscScala
     out[a] = sum;
   }
 }
+}  // namespace
+
+namespace {
+/// jacobianTransposeAt<3> for a block of 8 points whose terms are stored with the points
+/// as lanes (jac[(c * 3 + a) * 8 + b] = G[c][a] of point b; value and out: the points'
+/// component triples): the same products, summed in the same order, lane-wise.
+inline void jacobianTransposeLanes3(const double* jac, const double* value, PetscScalar* out) {
+  constexpr int L = 8, D = 3;
+  using Real = detail::Doubles<L>;
+  Real v[D], o[D], g;
+  loadComponentLanes<D, L>(value, L, v);
+  for (int a = 0; a < D; ++a) {
+    std::memcpy(&g, jac + a * L, sizeof g);
+    o[a] = g * v[0];
+    for (int c = 1; c < D; ++c) {
+      std::memcpy(&g, jac + (c * D + a) * L, sizeof g);
+      o[a] += g * v[c];
+    }
+  }
+  storeComponentLanes<D, L>(o, out);
+}
+
 }  // namespace
 
 class SelfAdvectionStep::Linearisation {
@@ -356,7 +594,9 @@ class SelfAdvectionStep::Linearisation {
   /// forwardOnePass (its numbers; in 3D up to the last bit, see
   /// gatherAndGradientAtComponents), and the Jacobian terms in the same walk over each
   /// stencil: jac[(p * dim + c) * dim + a] = G[p][c][a], the numbers jacobian() gives after
-  /// build(x).
+  /// build(x).  In 3D, in a block of 8 points (p0 to p0 + 7), the 72 terms are stored with
+  /// the points as lanes instead: jac[p0 * 9 + (c * 3 + a) * 8 + p - p0] (the layout
+  /// adjointOnePassWithJacobian reads; kJacobianLanes3).
   void forwardAndJacobianOnePass(Vec x, const std::string& scheme, PetscScalar* out, double* jac) {
     forEachStencil<true, false, true>(
         x, scheme,
@@ -372,15 +612,25 @@ class SelfAdvectionStep::Linearisation {
             }
           }
 #endif
+          // Entries of G apart in jac, and the distance between points.
+          const bool lanes = jacobianInLanes<D, S>(count);
+          const int entry = lanes ? S : 1, point = lanes ? 1 : D * D;
           for (int b = 0; b < count; ++b) {
             double grad[D * D];  // grad[c * D + a] = d u_c / d q_a
             gatherAndGradientAtComponents<D, N, D, S>(block.offset + b, block.weight + b,
                                                       block.slope + b, xl, out + (p + b) * D, grad);
-            double* g = jac + (p + b) * D * D;
+            double* g = jac + p * D * D + b * point;
             for (int c = 0; c < D; ++c)
-              for (int a = 0; a < D; ++a) g[c * D + a] = dq_du_[a] * grad[c * D + a];
+              for (int a = 0; a < D; ++a) g[(c * D + a) * entry] = dq_du_[a] * grad[c * D + a];
           }
         });
+  }
+
+  /// True where forwardAndJacobianOnePass stores a block's Jacobian terms with the points
+  /// as lanes: full blocks of 8 in 3D (their transposed product is then lane-wise).
+  template <int D, int S>
+  static constexpr bool jacobianInLanes(int count) {
+    return D == 3 && S == 8 && count == S;
   }
 
   /// adjointOnePass with the Jacobian terms read from jac (forwardAndJacobianOnePass at the
@@ -390,9 +640,10 @@ class SelfAdvectionStep::Linearisation {
                                   const PetscScalar* values, PetscScalar* local, PetscScalar* gtw,
                                   bool zeroed) {
     SweepAccumulator sum(layout_, grid_->spec().stencil_width, local, gtw, zeroed);
-    windowed_blocks_ = blocks_ = 0;
+    windowed_blocks_ = widened_blocks_ = blocks_ = 0;
 #if defined(__AVX512F__)
     WindowScatter2D window;
+    WindowScatter3D window3(layout_.stride(1), layout_.stride(2));
 #endif
     forEachStencil<false, true, true>(
         x, scheme,
@@ -411,8 +662,27 @@ class SelfAdvectionStep::Linearisation {
             } else {
               window.flush();
             }
+          } else if constexpr (D == 3 && N == 4 && S == WindowScatter3D::kLanes) {
+            const WindowScatter3D::Shape shape = window3.fit(block.offset, count);
+            if (shape.fits) {
+              window3.add(shape, block.weight, value, local);
+              if (shape.x_nodes + shape.y_rows + shape.z_planes > 3 * N) ++widened_blocks_;
+              scattered = true;
+              ++windowed_blocks_;
+            } else {
+              window3.flush();
+            }
           }
 #endif
+          if (jacobianInLanes<D, S>(count)) {
+            if (!scattered) {
+              for (int b = 0; b < count; ++b)
+                adjointScatterAddAtComponents<D, N, D, S>(block.offset + b, block.weight + b,
+                                                          value + b * D, local);
+            }
+            jacobianTransposeLanes3(jac + p * D * D, value, gtw + p * D);
+            return;
+          }
           for (int b = 0; b < count; ++b) {
             const double* vb = value + b * D;
             if (!scattered)
@@ -424,11 +694,13 @@ class SelfAdvectionStep::Linearisation {
         [&](PetscInt line) {
 #if defined(__AVX512F__)
           window.flush();  // before earlier lines are finished
+          window3.flush();
 #endif
           sum.beginLine(line);
         });
 #if defined(__AVX512F__)
     window.flush();
+    window3.flush();
 #endif
     sum.finishOwned();
   }
@@ -497,8 +769,11 @@ class SelfAdvectionStep::Linearisation {
     return jacobian_;
   }
 
-  /// Of the last adjointOnePassWithJacobian: blocks summed in a register window, all blocks.
-  std::array<PetscInt, 2> windowedBlocks() const { return {windowed_blocks_, blocks_}; }
+  /// Of the last adjointOnePassWithJacobian: blocks summed in a register window, of those
+  /// the blocks of a wider window, all blocks.
+  std::array<PetscInt, 3> windowedBlocks() const {
+    return {windowed_blocks_, widened_blocks_, blocks_};
+  }
   Vec local() const { return local_; }
   const LocalArrayLayout& layout() const { return layout_; }
   double cfl() const { return cfl_; }
@@ -682,7 +957,7 @@ class SelfAdvectionStep::Linearisation {
   std::vector<double> weight_, slope_, jacobian_;
   std::vector<std::uint8_t> inside_;
   double cfl_ = 0.0, departure_cells_ = 0.0;
-  PetscInt required_width_ = 0, windowed_blocks_ = 0, blocks_ = 0;
+  PetscInt required_width_ = 0, windowed_blocks_ = 0, widened_blocks_ = 0, blocks_ = 0;
   double dq_du_[3] = {0.0, 0.0, 0.0};  // d q_a / d u_a = -signed_dt / h_a
 };
 
@@ -758,7 +1033,7 @@ std::string SelfAdvectionStep::name() const {
 double SelfAdvectionStep::lastCfl() const { return ahead_->cfl(); }
 double SelfAdvectionStep::lastDepartureCells() const { return ahead_->departureCells(); }
 PetscInt SelfAdvectionStep::lastRequiredWidth() const { return ahead_->requiredWidth(); }
-std::array<PetscInt, 2> SelfAdvectionStep::lastWindowedBlocks() const {
+std::array<PetscInt, 3> SelfAdvectionStep::lastWindowedBlocks() const {
   return ahead_->windowedBlocks();
 }
 

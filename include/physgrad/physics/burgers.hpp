@@ -124,10 +124,12 @@ class SelfAdvectionStep final : public Step {
   /// The ghost width its interpolation stencils needed.
   PetscInt lastRequiredWidth() const;
   /// Of the last vjp that read a linearisation record, on this rank: {blocks of 8 points
-  /// whose scatter-add was summed in a register window, all blocks}.  The window serves
-  /// cubic stencils in 2D in builds for AVX-512 (elsewhere the first number is 0), where
-  /// the 8 stencils share their rows and start at consecutive nodes.  A diagnostic.
-  std::array<PetscInt, 2> lastWindowedBlocks() const;
+  /// whose scatter-add was summed in a register window, of those the blocks whose window
+  /// is wider than one stencil, all blocks}.  The window serves cubic stencils in builds
+  /// for AVX-512 (elsewhere the first two numbers are 0): in 2D where the 8 stencils share
+  /// their rows and start at consecutive nodes, in 3D also where some of them start one
+  /// node later along an axis (a wider window).  A diagnostic.
+  std::array<PetscInt, 3> lastWindowedBlocks() const;
 
   class Linearisation;  // departure stencils and Jacobian at one state (burgers.cpp)
 

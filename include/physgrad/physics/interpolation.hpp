@@ -501,6 +501,29 @@ inline void loadComponentLanes(const PetscScalar* u, int count, detail::Doubles<
   }
 }
 
+/// The inverse of loadComponentLanes for B points: u[b * D + a] = lane b of v[a].
+template <int D, int B>
+inline void storeComponentLanes(const detail::Doubles<B> (&v)[D], PetscScalar* u) {
+  using Real = detail::Doubles<B>;
+  if constexpr (false) {
+#if defined(__clang__) || __GNUC__ >= 12
+  } else if constexpr (D == 3 && B == 8) {
+    // Entry e of the output is lane e / 3 of v[e % 3]: two lanes from v[0] and v[1],
+    // then those of v[2] (indices 8 on are the second operand's).
+    const Real t0 = __builtin_shufflevector(v[0], v[1], 0, 8, 0, 1, 9, 0, 2, 10);
+    const Real t1 = __builtin_shufflevector(v[0], v[1], 0, 3, 11, 0, 4, 12, 0, 5);
+    const Real t2 = __builtin_shufflevector(v[0], v[1], 13, 0, 6, 14, 0, 7, 15, 0);
+    const Real r[3] = {__builtin_shufflevector(t0, v[2], 0, 1, 8, 3, 4, 9, 6, 7),
+                       __builtin_shufflevector(t1, v[2], 10, 1, 2, 11, 4, 5, 12, 7),
+                       __builtin_shufflevector(t2, v[2], 0, 13, 2, 3, 14, 5, 6, 15)};
+    std::memcpy(u, r, sizeof r);
+#endif
+  } else {
+    for (int a = 0; a < D; ++a)
+      for (int b = 0; b < B; ++b) u[b * D + a] = v[a][b];
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Kernels on one stencil.  `offset` and `weight` are [D][N] arrays (axis-major, flattened);
 // `a` is the local array already offset by the component.  The order of the sums is fixed,
