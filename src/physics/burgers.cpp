@@ -139,42 +139,32 @@ class WindowScatter2D {
   bool carrying_ = false;
 };
 
-/// The scatter-add of the 3D cubic stencils of a velocity field (3 components), eight
-/// points of a grid row at a time, summed in registers over the union of their stencils.
-/// A block fits when along each axis every stencil is a run of 4 adjacent nodes and the
-/// runs of the 8 points start at most one node apart (after the step from point to point
-/// along x): a smooth velocity, where a component's sign change inside the block moves
-/// some of the stencils by one node.  Along x the union is then a window of 4 nodes per
-/// point (11 in all, 33 values) or, where the stencils moved, of 5 (12 nodes, 36 values;
-/// each point's weights padded with a zero on the side it did not move to); along y and z
-/// it is 4 or 5 rows and planes, 16 to 25 window rows, with zero weights where a point's
-/// stencil has no row.
-///
-/// Along every window row, point b adds alpha_b(row) T_b: T_b holds its products
-/// weight_x[m] value[c] (the same in all rows), alpha_b(row) = weight_z weight_y of the
-/// row.  T_b is placed at window position 3b once per block (19 or 22 vectors that are not
-/// all zero, over the 8 points), so a row costs that many multiply-adds with broadcast
-/// alphas and a read and write of 3 vectors; point by point it is 16 rows of
-/// read-modify-writes that overlap the previous point's.  The window's positions from 24
-/// on (the last 3 or 4 nodes) are carried into the next block when that one continues the
-/// run (the same rows, 8 nodes further), as in WindowScatter2D.  Each term is (weight_z
-/// weight_y) (weight_x value), the point-by-point scatter's product associated otherwise,
-/// and the sums run in another order.  The padding's zero weights multiply the values too,
-/// so a non-finite adjoint value also reaches the nodes next to its stencil.
-class WindowScatter3D {
+/// The union of the 3D cubic stencils (velocity field, 3 components) of a block of eight
+/// points of a grid row.  A block fits when along each axis every stencil is a run of 4
+/// adjacent nodes and the runs of the 8 points start at most one node apart (after the
+/// step from point to point along x): a smooth velocity, where a component's sign change
+/// inside the block moves some of the stencils by one node.  Along x the union is then a
+/// window of 4 nodes per point (11 in all, 33 values from the first point's first node) or,
+/// where the stencils moved, of 5 (12 nodes, 36 values; each point's weights padded with a
+/// zero on the side it did not move to); along y and z it is 4 or 5 rows and planes, 16 to
+/// 25 window rows, with zero weights where a point's stencil has no row.
+class BlockUnion3D {
  public:
   static constexpr int kLanes = 8, kNodes = 4, kValues = 3;
+  static constexpr int kMaxRows = (kNodes + 1) * (kNodes + 1);
 
   /// Where a block's stencils lie, from fit().
   struct Shape {
     bool fits = false;
     int x_nodes = kNodes, y_rows = kNodes, z_planes = kNodes;  // 4, or 5 where runs moved
-    PetscInt first = 0;        // offset of the window's first node (x, y and z)
-    __mmask8 moved[3] = {};    // lanes whose run starts one node later than the window
+    PetscInt first = 0;      // offset of the window's first node (x, y and z)
+    __mmask8 moved[3] = {};  // lanes whose run starts one node later than the window
   };
 
   /// stride_y, stride_z: the local array's strides along y and z.
-  WindowScatter3D(PetscInt stride_y, PetscInt stride_z) : stride_{kValues, stride_y, stride_z} {}
+  BlockUnion3D(PetscInt stride_y, PetscInt stride_z) : stride_{kValues, stride_y, stride_z} {}
+
+  PetscInt stride(int axis) const { return stride_[axis]; }
 
   /// The shape of a block's stencils (offsets [3][4][8], lane fastest); fits = false
   /// unless count is 8 and the stencils lie as the class comment says.
@@ -213,6 +203,43 @@ class WindowScatter3D {
     return shape;
   }
 
+  /// The lane vector of an axis's weights (or slopes; [4][8], lane fastest) at the
+  /// window's node `at`: lanes in `moved` take their node at - 1, nodes outside a lane's
+  /// stencil give 0.  extent: the window's nodes along the axis.
+  static __m512d windowWeight(const double* weight, int at, __mmask8 moved, int extent) {
+    const __m512d zero = _mm512_setzero_pd();
+    if (extent == kNodes) return _mm512_loadu_pd(weight + at * kLanes);
+    const __m512d same = at < kNodes ? _mm512_loadu_pd(weight + at * kLanes) : zero;
+    const __m512d later = at > 0 ? _mm512_loadu_pd(weight + (at - 1) * kLanes) : zero;
+    return _mm512_mask_blend_pd(moved, same, later);
+  }
+
+ private:
+  PetscInt stride_[3];
+};
+
+/// The scatter-add of the 3D cubic stencils of a block of 8 points that fits a
+/// BlockUnion3D, summed in registers over the union of their stencils.
+///
+/// Along every window row, point b adds alpha_b(row) T_b: T_b holds its products
+/// weight_x[m] value[c] (the same in all rows), alpha_b(row) = weight_z weight_y of the
+/// row.  T_b is placed at window position 3b once per block (19 or 22 vectors that are not
+/// all zero, over the 8 points), so a row costs that many multiply-adds with broadcast
+/// alphas and a read and write of 3 vectors; point by point it is 16 rows of
+/// read-modify-writes that overlap the previous point's.  The window's positions from 24
+/// on (the last 3 or 4 nodes) are carried into the next block when that one continues the
+/// run (the same rows, 8 nodes further), as in WindowScatter2D.  Each term is (weight_z
+/// weight_y) (weight_x value), the point-by-point scatter's product associated otherwise,
+/// and the sums run in another order.  The padding's zero weights multiply the values too,
+/// so a non-finite adjoint value also reaches the nodes next to its stencil.
+class WindowScatter3D {
+ public:
+  using Shape = BlockUnion3D::Shape;
+  static constexpr int kLanes = BlockUnion3D::kLanes, kNodes = BlockUnion3D::kNodes,
+                       kValues = BlockUnion3D::kValues;
+
+  explicit WindowScatter3D(const BlockUnion3D& blocks) : blocks_(&blocks) {}
+
   /// Adds the block's terms (value[b * 3 + c] for lane b) into z; shape = fit(offset, 8).
   void add(const Shape& shape, const double* weight, const double* value, PetscScalar* z) {
     if (shape.x_nodes == kNodes)
@@ -236,7 +263,7 @@ class WindowScatter3D {
 
  private:
   static constexpr int kWindowVectors = 5;  // up to 36 values
-  static constexpr int kMaxRows = (kNodes + 1) * (kNodes + 1);
+  static constexpr int kMaxRows = BlockUnion3D::kMaxRows;
 
   /// slot[b][j]: where T_b's part in window vector j is kept, -1 where it has none (T_b
   /// covers positions 3b to 3b + 3X - 1); count: the parts that are kept.
@@ -251,16 +278,6 @@ class WindowScatter3D {
     }
   };
 
-  /// A lane vector of weights (lanes b: point b's weight at its node `node`) moved to the
-  /// window's node `at`: lanes in `moved` take node at - 1; nodes outside 0..3 give 0.
-  static __m512d windowWeight(const double* weight, int at, __mmask8 moved, int extent) {
-    const __m512d zero = _mm512_setzero_pd();
-    if (extent == kNodes) return _mm512_loadu_pd(weight + at * kLanes);
-    const __m512d same = at < kNodes ? _mm512_loadu_pd(weight + at * kLanes) : zero;
-    const __m512d later = at > 0 ? _mm512_loadu_pd(weight + (at - 1) * kLanes) : zero;
-    return _mm512_mask_blend_pd(moved, same, later);
-  }
-
   template <int X>
   void addPlaced(const Shape& shape, const double* weight, const double* value, PetscScalar* z) {
     static constexpr Placement<X> kPlace{};
@@ -274,24 +291,23 @@ class WindowScatter3D {
       y_rows_ = shape.y_rows;
       for (int kz = 0; kz < shape.z_planes; ++kz)
         for (int ky = 0; ky < shape.y_rows; ++ky)
-          row_offset_[kz * shape.y_rows + ky] = kz * stride_[2] + ky * stride_[1];
+          row_offset_[kz * shape.y_rows + ky] = kz * blocks_->stride(2) + ky * blocks_->stride(1);
     }
     // alpha[row][b] = weight_z weight_y of lane b in window row (ky, kz).
     alignas(64) double alpha[kMaxRows][kLanes];
     {
       __m512d wy[kNodes + 1];
       for (int ky = 0; ky < shape.y_rows; ++ky)
-        wy[ky] = windowWeight(weight + kNodes * kLanes, ky, shape.moved[1], shape.y_rows);
+        wy[ky] = BlockUnion3D::windowWeight(weight + kNodes * kLanes, ky, shape.moved[1], shape.y_rows);
       for (int kz = 0; kz < shape.z_planes; ++kz) {
-        const __m512d wz =
-            windowWeight(weight + 2 * kNodes * kLanes, kz, shape.moved[2], shape.z_planes);
+        const __m512d wz = BlockUnion3D::windowWeight(weight + 2 * kNodes * kLanes, kz, shape.moved[2], shape.z_planes);
         for (int ky = 0; ky < shape.y_rows; ++ky)
           _mm512_store_pd(alpha[kz * shape.y_rows + ky], _mm512_mul_pd(wz, wy[ky]));
       }
     }
     // T_b (3X products, node-major) as two vectors, then placed at window position 3b.
     __m512d wx[kNodes + 1];
-    for (int m = 0; m < X; ++m) wx[m] = windowWeight(weight, m, shape.moved[0], X);
+    for (int m = 0; m < X; ++m) wx[m] = BlockUnion3D::windowWeight(weight, m, shape.moved[0], X);
     for (int m = X; m < kNodes + 1; ++m) wx[m] = _mm512_setzero_pd();
     double padded[kLanes * kValues + kLanes] = {};
     std::memcpy(padded, value, sizeof(double) * kLanes * kValues);
@@ -346,7 +362,7 @@ class WindowScatter3D {
     carrying_ = true;
   }
 
-  PetscInt stride_[3];
+  const BlockUnion3D* blocks_;
   __m512d carry_[kMaxRows][2];
   PetscInt row_offset_[kMaxRows] = {};
   PetscScalar* carry_at_ = nullptr;  // the carried window's first node (its row 0)
@@ -354,6 +370,119 @@ class WindowScatter3D {
   __mmask8 carry_mask_ = 0;
   bool carrying_ = false;
 };
+
+/// The value and the Jacobian terms forwardAndJacobianOnePass forms for a block of 8
+/// points that fits a BlockUnion3D (x_nodes = X), with the points as vector lanes.  Each
+/// window row is read once (5 vectors), split into its components with a node per lane
+/// (nodes 0 to 7, and the rest), and node m of every lane's stencil is one shift of those;
+/// the sums along x come first, per row (sum_m weight_x u and sum_m slope_x u), then the
+/// rows' sums weighted by weight_z weight_y (value, d/dx), slope_y weight_z (d/dy) and
+/// weight_y slope_z (d/dz).  The point-by-point kernel sums along y, then z, then x: the
+/// same interpolant, summed in another order (the numbers agree to the last few bits).
+/// out: the 8 points' component triples; jac: their terms with the points as lanes,
+/// jac[(c * 3 + a) * 8 + b] = dq_du[a] d u_c / d q_a of point b.
+template <int X>
+inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion3D::Shape& shape,
+                                    const double* weight, const double* slope,
+                                    const PetscScalar* local, const double* dq_du,
+                                    PetscScalar* out, double* jac) {
+  constexpr int L = BlockUnion3D::kLanes, N = BlockUnion3D::kNodes, C = 3;
+  using U = BlockUnion3D;
+  __m512d wx[X], sx[X];
+  for (int m = 0; m < X; ++m) {
+    wx[m] = U::windowWeight(weight, m, shape.moved[0], X);
+    sx[m] = U::windowWeight(slope, m, shape.moved[0], X);
+  }
+  // The rows' factors, lane-wise: alpha[0] = weight_z weight_y, alpha[1] = weight_z
+  // slope_y, alpha[2] = slope_z weight_y (kept in memory: the registers go to the sums).
+  alignas(64) double alpha[3][U::kMaxRows][L];
+  {
+    __m512d wy[N + 1], sy[N + 1];
+    for (int k = 0; k < shape.y_rows; ++k) {
+      wy[k] = U::windowWeight(weight + N * L, k, shape.moved[1], shape.y_rows);
+      sy[k] = U::windowWeight(slope + N * L, k, shape.moved[1], shape.y_rows);
+    }
+    for (int kz = 0; kz < shape.z_planes; ++kz) {
+      const __m512d wz = U::windowWeight(weight + 2 * N * L, kz, shape.moved[2], shape.z_planes);
+      const __m512d sz = U::windowWeight(slope + 2 * N * L, kz, shape.moved[2], shape.z_planes);
+      for (int ky = 0; ky < shape.y_rows; ++ky) {
+        const int row = kz * shape.y_rows + ky;
+        _mm512_store_pd(alpha[0][row], _mm512_mul_pd(wz, wy[ky]));
+        _mm512_store_pd(alpha[1][row], _mm512_mul_pd(wz, sy[ky]));
+        _mm512_store_pd(alpha[2][row], _mm512_mul_pd(sz, wy[ky]));
+      }
+    }
+  }
+  // Component c of nodes 0 to 7 (values 3n + c of the row's first 24) ...
+  const __m512i first_c[C] = {_mm512_setr_epi64(0, 3, 6, 9, 12, 15, 0, 0),
+                              _mm512_setr_epi64(1, 4, 7, 10, 13, 0, 0, 0),
+                              _mm512_setr_epi64(2, 5, 8, 11, 14, 0, 0, 0)};
+  const __m512i last_c[C] = {_mm512_setr_epi64(0, 0, 0, 0, 0, 0, 2, 5),
+                             _mm512_setr_epi64(0, 0, 0, 0, 0, 0, 3, 6),
+                             _mm512_setr_epi64(0, 0, 0, 0, 0, 1, 4, 7)};
+  const __mmask8 last_mask[C] = {0xC0, 0xE0, 0xE0};
+  // ... and of nodes 8 to 11 (values 24 on).
+  const __m512i tail_c[C] = {_mm512_setr_epi64(0, 3, 6, 9, 0, 0, 0, 0),
+                             _mm512_setr_epi64(1, 4, 7, 10, 0, 0, 0, 0),
+                             _mm512_setr_epi64(2, 5, 8, 11, 0, 0, 0, 0)};
+  constexpr __mmask8 kTail = X == N ? 0x01 : 0x0F;  // values 32 to 3 (X + 7) - 1
+  const __m512d zero = _mm512_setzero_pd();
+  __m512d value[C] = {zero, zero, zero}, gx[C] = {zero, zero, zero}, gy[C] = {zero, zero, zero},
+          gz[C] = {zero, zero, zero};
+  const PetscScalar* base = local + shape.first;
+  for (int kz = 0; kz < shape.z_planes; ++kz) {
+    for (int ky = 0; ky < shape.y_rows; ++ky) {
+      const PetscScalar* row = base + kz * blocks.stride(2) + ky * blocks.stride(1);
+      const __m512d r0 = _mm512_loadu_pd(row), r1 = _mm512_loadu_pd(row + L),
+                    r2 = _mm512_loadu_pd(row + 2 * L), r3 = _mm512_loadu_pd(row + 3 * L),
+                    r4 = _mm512_maskz_loadu_pd(kTail, row + 4 * L);
+      const int at = kz * shape.y_rows + ky;
+      const __m512d alpha_w = _mm512_load_pd(alpha[0][at]),
+                    alpha_y = _mm512_load_pd(alpha[1][at]), alpha_z = _mm512_load_pd(alpha[2][at]);
+#pragma GCC unroll 3
+      for (int c = 0; c < C; ++c) {
+        const __m512d lo = _mm512_mask_permutexvar_pd(_mm512_permutex2var_pd(r0, first_c[c], r1),
+                                                      last_mask[c], last_c[c], r2);
+        const __m512d hi = _mm512_permutex2var_pd(r3, tail_c[c], r4);
+        const auto node = [&](auto m) {  // node m of every lane's stencil
+          constexpr int M = decltype(m)::value;
+          if constexpr (M == 0)
+            return lo;
+          else
+            return _mm512_castsi512_pd(
+                _mm512_alignr_epi64(_mm512_castpd_si512(hi), _mm512_castpd_si512(lo), M));
+        };
+        __m512d along = _mm512_mul_pd(wx[0], lo), slope_x = _mm512_mul_pd(sx[0], lo);
+        const auto next = [&](auto m) {
+          constexpr int M = decltype(m)::value;
+          if constexpr (M < X) {
+            const __m512d u = node(m);
+            along = _mm512_fmadd_pd(wx[M], u, along);
+            slope_x = _mm512_fmadd_pd(sx[M], u, slope_x);
+          }
+        };
+        next(std::integral_constant<int, 1>{});
+        next(std::integral_constant<int, 2>{});
+        next(std::integral_constant<int, 3>{});
+        next(std::integral_constant<int, 4>{});
+        value[c] = _mm512_fmadd_pd(alpha_w, along, value[c]);
+        gx[c] = _mm512_fmadd_pd(alpha_w, slope_x, gx[c]);
+        gy[c] = _mm512_fmadd_pd(alpha_y, along, gy[c]);
+        gz[c] = _mm512_fmadd_pd(alpha_z, along, gz[c]);
+      }
+    }
+  }
+  detail::Doubles<L> lanes[C];
+  std::memcpy(lanes, value, sizeof lanes);
+  storeComponentLanes<C, L>(lanes, out);
+  const __m512d dq[C] = {_mm512_set1_pd(dq_du[0]), _mm512_set1_pd(dq_du[1]),
+                         _mm512_set1_pd(dq_du[2])};
+  for (int c = 0; c < C; ++c) {
+    _mm512_storeu_pd(jac + (c * C + 0) * L, _mm512_mul_pd(dq[0], gx[c]));
+    _mm512_storeu_pd(jac + (c * C + 1) * L, _mm512_mul_pd(dq[1], gy[c]));
+    _mm512_storeu_pd(jac + (c * C + 2) * L, _mm512_mul_pd(dq[2], gz[c]));
+  }
+}
 
 /// gatherAndGradientAtComponents<2, 4, 2, 8> (WithGradient; else gatherAtComponents) and
 /// the Jacobian terms of forwardAndJacobianOnePass for the 8 points of a block that
@@ -598,6 +727,9 @@ class SelfAdvectionStep::Linearisation {
   /// the points as lanes instead: jac[p0 * 9 + (c * 3 + a) * 8 + p - p0] (the layout
   /// adjointOnePassWithJacobian reads; kJacobianLanes3).
   void forwardAndJacobianOnePass(Vec x, const std::string& scheme, PetscScalar* out, double* jac) {
+#if defined(__AVX512F__)
+    const BlockUnion3D blocks3(layout_.stride(1), layout_.stride(2));
+#endif
     forEachStencil<true, false, true>(
         x, scheme,
         [&](auto d, auto n, auto s, PetscInt p, int count, const auto& block,
@@ -608,6 +740,17 @@ class SelfAdvectionStep::Linearisation {
             if (WindowScatter2D::fits(block.offset, count)) {
               gatherAndGradientLanes<true>(block.offset, block.weight, block.slope, xl, dq_du_,
                                            out + p * D, jac + p * D * D);
+              return;
+            }
+          } else if constexpr (D == 3 && N == 4 && S == BlockUnion3D::kLanes) {
+            const BlockUnion3D::Shape shape = blocks3.fit(block.offset, count);
+            if (shape.fits) {
+              if (shape.x_nodes == N)
+                gatherAndGradientLanes3<N>(blocks3, shape, block.weight, block.slope, xl, dq_du_,
+                                           out + p * D, jac + p * D * D);
+              else
+                gatherAndGradientLanes3<N + 1>(blocks3, shape, block.weight, block.slope, xl,
+                                               dq_du_, out + p * D, jac + p * D * D);
               return;
             }
           }
@@ -643,7 +786,8 @@ class SelfAdvectionStep::Linearisation {
     windowed_blocks_ = widened_blocks_ = blocks_ = 0;
 #if defined(__AVX512F__)
     WindowScatter2D window;
-    WindowScatter3D window3(layout_.stride(1), layout_.stride(2));
+    const BlockUnion3D blocks3(layout_.stride(1), layout_.stride(2));
+    WindowScatter3D window3(blocks3);
 #endif
     forEachStencil<false, true, true>(
         x, scheme,
@@ -663,7 +807,7 @@ class SelfAdvectionStep::Linearisation {
               window.flush();
             }
           } else if constexpr (D == 3 && N == 4 && S == WindowScatter3D::kLanes) {
-            const WindowScatter3D::Shape shape = window3.fit(block.offset, count);
+            const BlockUnion3D::Shape shape = blocks3.fit(block.offset, count);
             if (shape.fits) {
               window3.add(shape, block.weight, value, local);
               if (shape.x_nodes + shape.y_rows + shape.z_planes > 3 * N) ++widened_blocks_;
