@@ -805,8 +805,8 @@ TEST(SelfAdvectionSimulator, RecordedSweepsEqualTheStepByStepGradient) {
 }
 
 TEST(SelfAdvectionStep, WindowedScatterEqualsThePointByPointAdjoint) {
-  // The cubic vjp, with a record or without (2D) or with a record (3D), sums the
-  // scatter-add of 8 points at a time in a register window where their stencils line up,
+  // The cubic vjp, with a record or without, sums the scatter-add of 8 points at a time in
+  // a register window where their stencils line up,
   // and point by point elsewhere.  Here every velocity component changes sign twice along
   // every grid line, so rows hold windowed blocks, runs of them that break, blocks done
   // point by point (2D) and, in 3D, blocks whose stencils start one node apart along x, y

@@ -653,9 +653,11 @@ class SelfAdvectionStep::Linearisation {
                       PetscScalar* local, PetscScalar* gtw, bool zeroed) {
     SweepAccumulator sum(layout_, grid_->spec().stencil_width, local, gtw, zeroed);
 #if defined(__AVX512F__)
-    // 2D cubic blocks that fit a window: the Jacobian terms 8 at a time as the recording
+    // Cubic blocks that fit a window: the Jacobian terms 8 at a time as the recording
     // forward forms them, the scatter-add in the window, as the recorded adjoint does.
     WindowScatter2D window;
+    const BlockUnion3D blocks3(layout_.stride(1), layout_.stride(2));
+    WindowScatter3D window3(blocks3);
 #endif
     forEachStencil<true, false, true>(
         x, scheme,
@@ -675,6 +677,22 @@ class SelfAdvectionStep::Linearisation {
               return;
             }
             window.flush();
+          } else if constexpr (D == 3 && N == 4 && S == BlockUnion3D::kLanes) {
+            const BlockUnion3D::Shape shape = blocks3.fit(block.offset, count);
+            if (shape.fits) {
+              double value[S * D], jac[S * D * D], interpolated[S * D];
+              for (int e = 0; e < S * D; ++e) value[e] = values[p * D + e];
+              if (shape.x_nodes == N)
+                gatherAndGradientLanes3<N>(blocks3, shape, block.weight, block.slope, xl, dq_du_,
+                                           interpolated, jac);
+              else
+                gatherAndGradientLanes3<N + 1>(blocks3, shape, block.weight, block.slope, xl,
+                                               dq_du_, interpolated, jac);
+              window3.add(shape, block.weight, value, local);
+              jacobianTransposeLanes3(jac, value, gtw + p * D);
+              return;
+            }
+            window3.flush();
           }
 #endif
           for (int b = 0; b < count; ++b)
@@ -684,11 +702,13 @@ class SelfAdvectionStep::Linearisation {
         [&](PetscInt line) {
 #if defined(__AVX512F__)
           window.flush();  // before earlier lines are finished
+          window3.flush();
 #endif
           sum.beginLine(line);
         });
 #if defined(__AVX512F__)
     window.flush();
+    window3.flush();
 #endif
     sum.finishOwned();
   }
