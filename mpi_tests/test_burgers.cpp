@@ -856,8 +856,7 @@ TEST(SelfAdvectionStep, WindowedScatterEqualsThePointByPointAdjoint) {
     MPI_Allreduce(blocks.data(), total, 3, MPIU_INT, MPI_SUM, grid.comm());
     rootPrintf("  %dD %s: %d of %d blocks of 8 points summed in a register window, %d wider\n",
                c.dim, c.boundary == Boundary::Periodic ? "periodic" : "Dirichlet",
-               static_cast<int>(total[0]), static_cast<int>(total[2]),
-               static_cast<int>(total[1]));
+               static_cast<int>(total[0]), static_cast<int>(total[2]), static_cast<int>(total[1]));
     const std::string where = std::to_string(c.dim) + "D";
     EXPECT_LE(relativeError(windowed, plain), 1e-15) << where << " with a record";
     EXPECT_LE(relativeError(one_pass, plain), 1e-15) << where << " without a record";

@@ -254,9 +254,9 @@ class WindowScatter3D {
     for (int row = 0; row < rows_; ++row) {
       PetscScalar* at = carry_at_ + row_offset_[row];
       _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), carry_[row][0]));
-      _mm512_mask_storeu_pd(at + 8, carry_mask_,
-                            _mm512_add_pd(_mm512_maskz_loadu_pd(carry_mask_, at + 8),
-                                          carry_[row][1]));
+      _mm512_mask_storeu_pd(
+          at + 8, carry_mask_,
+          _mm512_add_pd(_mm512_maskz_loadu_pd(carry_mask_, at + 8), carry_[row][1]));
     }
     carrying_ = false;
   }
@@ -283,8 +283,8 @@ class WindowScatter3D {
     static constexpr Placement<X> kPlace{};
     const int rows = shape.y_rows * shape.z_planes;
     PetscScalar* base = z + shape.first;
-    const bool continues = carrying_ && base == carry_at_ && rows == rows_ &&
-                           shape.y_rows == y_rows_;
+    const bool continues =
+        carrying_ && base == carry_at_ && rows == rows_ && shape.y_rows == y_rows_;
     if (!continues) {
       flush();
       rows_ = rows;
@@ -298,9 +298,11 @@ class WindowScatter3D {
     {
       __m512d wy[kNodes + 1];
       for (int ky = 0; ky < shape.y_rows; ++ky)
-        wy[ky] = BlockUnion3D::windowWeight(weight + kNodes * kLanes, ky, shape.moved[1], shape.y_rows);
+        wy[ky] =
+            BlockUnion3D::windowWeight(weight + kNodes * kLanes, ky, shape.moved[1], shape.y_rows);
       for (int kz = 0; kz < shape.z_planes; ++kz) {
-        const __m512d wz = BlockUnion3D::windowWeight(weight + 2 * kNodes * kLanes, kz, shape.moved[2], shape.z_planes);
+        const __m512d wz = BlockUnion3D::windowWeight(weight + 2 * kNodes * kLanes, kz,
+                                                      shape.moved[2], shape.z_planes);
         for (int ky = 0; ky < shape.y_rows; ++ky)
           _mm512_store_pd(alpha[kz * shape.y_rows + ky], _mm512_mul_pd(wz, wy[ky]));
       }
@@ -326,8 +328,7 @@ class WindowScatter3D {
       const __m512d whi = _mm512_mask_blend_pd(0xF0, _mm512_permutex2var_pd(wx[2], hi_nodes, wx[3]),
                                                _mm512_permutexvar_pd(hi_nodes, wx[4]));
       const __m512d tlo = _mm512_mul_pd(wlo, _mm512_permutexvar_pd(values_lo, v));
-      const __m512d thi =
-          _mm512_maskz_mul_pd(kHiValid, whi, _mm512_permutexvar_pd(values_hi, v));
+      const __m512d thi = _mm512_maskz_mul_pd(kHiValid, whi, _mm512_permutexvar_pd(values_hi, v));
 #pragma GCC unroll 5
       for (int j = 0; j < kWindowVectors; ++j) {
         const int slot = kPlace.slot[b][j];
@@ -349,7 +350,8 @@ class WindowScatter3D {
         const __m512d a = _mm512_set1_pd(alpha[row][b]);
 #pragma GCC unroll 5
         for (int j = 0; j < kWindowVectors; ++j)
-          if (kPlace.slot[b][j] >= 0) acc[j] = _mm512_fmadd_pd(a, placed[kPlace.slot[b][j]], acc[j]);
+          if (kPlace.slot[b][j] >= 0)
+            acc[j] = _mm512_fmadd_pd(a, placed[kPlace.slot[b][j]], acc[j]);
       }
       PetscScalar* at = base + row_offset_[row];
       for (int j = 0; j < 3; ++j)
@@ -384,8 +386,8 @@ class WindowScatter3D {
 template <int X>
 inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion3D::Shape& shape,
                                     const double* weight, const double* slope,
-                                    const PetscScalar* local, const double* dq_du,
-                                    PetscScalar* out, double* jac) {
+                                    const PetscScalar* local, const double* dq_du, PetscScalar* out,
+                                    double* jac) {
   constexpr int L = BlockUnion3D::kLanes, N = BlockUnion3D::kNodes, C = 3;
   using U = BlockUnion3D;
   __m512d wx[X], sx[X];
@@ -437,8 +439,8 @@ inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion
                     r2 = _mm512_loadu_pd(row + 2 * L), r3 = _mm512_loadu_pd(row + 3 * L),
                     r4 = _mm512_maskz_loadu_pd(kTail, row + 4 * L);
       const int at = kz * shape.y_rows + ky;
-      const __m512d alpha_w = _mm512_load_pd(alpha[0][at]),
-                    alpha_y = _mm512_load_pd(alpha[1][at]), alpha_z = _mm512_load_pd(alpha[2][at]);
+      const __m512d alpha_w = _mm512_load_pd(alpha[0][at]), alpha_y = _mm512_load_pd(alpha[1][at]),
+                    alpha_z = _mm512_load_pd(alpha[2][at]);
 #pragma GCC unroll 3
       for (int c = 0; c < C; ++c) {
         const __m512d lo = _mm512_mask_permutexvar_pd(_mm512_permutex2var_pd(r0, first_c[c], r1),
@@ -745,7 +747,7 @@ class SelfAdvectionStep::Linearisation {
   /// stencil: jac[(p * dim + c) * dim + a] = G[p][c][a], the numbers jacobian() gives after
   /// build(x).  In 3D, in a block of 8 points (p0 to p0 + 7), the 72 terms are stored with
   /// the points as lanes instead: jac[p0 * 9 + (c * 3 + a) * 8 + p - p0] (the layout
-  /// adjointOnePassWithJacobian reads; kJacobianLanes3).
+  /// adjointOnePassWithJacobian reads; jacobianInLanes).
   void forwardAndJacobianOnePass(Vec x, const std::string& scheme, PetscScalar* out, double* jac) {
 #if defined(__AVX512F__)
     const BlockUnion3D blocks3(layout_.stride(1), layout_.stride(2));
@@ -1157,7 +1159,9 @@ struct JacobianRecordPool {
 namespace {
 // A record of forwardAndRecord: the Jacobian terms G at the state it was made at.
 struct JacobianRecord final : LinearisationRecord {
-  std::vector<double> jac;  // jac[(p * dim + c) * dim + a] = G[p][c][a]
+  // jac[(p * dim + c) * dim + a] = G[p][c][a]; in 3D full blocks of 8 points with the
+  // points as lanes (see forwardAndJacobianOnePass)
+  std::vector<double> jac;
   std::shared_ptr<detail::JacobianRecordPool> pool;
 
   size_t bytes() const override { return jac.capacity() * sizeof(double); }
