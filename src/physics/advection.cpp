@@ -647,6 +647,8 @@ SemiLagrangianAdvectionStep::SemiLagrangianAdvectionStep(const Grid& grid,
   required_width_ = tables.required_width;
   if (!departure_->isUniform() && kind_ == Interpolation::Linear && grid.dim() <= 2)
     departure_->buildNodeTranspose();
+  if (!departure_->isUniform() && kind_ == Interpolation::Linear && grid.dim() == 3)
+    departure_->buildRowWindows();  // one component only; a no-op without AVX-512
   solver_ = std::make_unique<detail::KrylovSolver>(
       grid, KSPGMRES, "inverse of the " + name() + " step", "advection_sl_inv_", solve,
       [this](Vec a, Vec b) { forward(a, b); }, [this](Vec a, Vec b) { approximateInverse(a, b); });

@@ -1323,6 +1323,19 @@ class InterpolationTable {
   /// out or local.
   void transposeByNodes(const PetscScalar* values, PetscScalar* out, PetscScalar* local) const;
 
+  /// Per-point 3D linear tables of a scalar field, in builds for AVX-512 (elsewhere a
+  /// no-op): the stencils of the blocks of 8 points of a grid row (from the row's start)
+  /// that line up, each run of 2 nodes along x starting one node after the previous
+  /// point's and all 8 sharing their rows along y and z, stored again with the points as
+  /// vector lanes (8 + 384 B per block, 49 B per point), for scatterAddSweep to sum such a
+  /// block's scatter-add in registers over the window of 9 nodes per stencil row (the last
+  /// node carried into the next block of a run) instead of point by point.  Each term is
+  /// then (weight_z weight_y) (weight_x value), the point-by-point product associated
+  /// otherwise, and the sums run in another order.  Not collective; idempotent.
+  void buildRowWindows();
+  /// {blocks of 8 points that scatterAddSweep sums in a window, all full blocks of 8}.
+  std::array<PetscInt, 2> rowWindowBlocks() const;
+
   /// Per-point tables: the stencil of point p, [dim][nodes] offsets / weights, and dim
   /// inside bitmasks.
   const PetscInt* offsets(PetscInt p) const { return &offset_[p * dim_ * nodes_]; }
@@ -1353,6 +1366,11 @@ class InterpolationTable {
   // listed apart (node, point, weight), and so are the terms on ghost entries (array
   // offset of the entry, point, weight), each list in increasing point order.
   int node_slots_ = 0;
+  // buildRowWindows: per full block of 8 points (rows in storage order), the offset of its
+  // window's first node, -1 where the block does not line up; and its [3][2][8] weights.
+  std::vector<PetscInt> window_first_;
+  std::vector<double> window_weight_;
+  bool has_windows_ = false;
   std::vector<PetscInt> slot_point_, extra_node_, extra_point_, ghost_entry_, ghost_point_;
   std::vector<double> slot_weight_, extra_weight_, ghost_weight_;
 };
