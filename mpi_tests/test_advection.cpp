@@ -1435,13 +1435,16 @@ TEST(Interpolation, NodeTransposeEqualsTheScatter) {
 }
 
 TEST(Interpolation, RowWindowsEqualTheScatter) {
-  // The 3D linear scatter-add of a scalar field with the blocks of 8 points that line up
+  // The 3D scatter-add of a scalar field with the blocks of 8 points that line up
   // summed in register windows (buildRowWindows, AVX-512 builds; scatterAddSweep) against
   // scatterAdd point by point and the local-to-global sum, on grids split over the ranks,
   // periodic and zero-Dirichlet.  The departure points move smoothly by up to 0.7 cells,
   // with shifts that change sign along x, y and z: blocks that line up, runs of them that
   // break, and blocks that do not.
-  for (Boundary boundary : {Boundary::Periodic, Boundary::ZeroDirichlet}) {
+  for (const auto& [boundary, kind] : {std::pair{Boundary::Periodic, Interpolation::Linear},
+                                       std::pair{Boundary::ZeroDirichlet, Interpolation::Linear},
+                                       std::pair{Boundary::Periodic, Interpolation::Cubic},
+                                       std::pair{Boundary::ZeroDirichlet, Interpolation::Cubic}}) {
     GridSpec spec;
     spec.dim = 3;
     spec.n = {40, 12, 10};
@@ -1461,8 +1464,9 @@ TEST(Interpolation, RowWindowsEqualTheScatter) {
                          0.5 * std::sin(tau * (x + 0.25 * a)) * std::cos(tau * y) +
                          0.2 * std::sin(tau * z + a));
     });
-    InterpolationTable table(layout, Interpolation::Linear, points);
-    const std::string what = boundary == Boundary::Periodic ? "periodic" : "Dirichlet";
+    InterpolationTable table(layout, kind, points);
+    const std::string what =
+        std::string(boundary == Boundary::Periodic ? "periodic " : "Dirichlet ") + toString(kind);
     ASSERT_FALSE(table.isUniform()) << what;
 
     std::mt19937 gen(13);
@@ -1504,7 +1508,8 @@ TEST(Interpolation, RowWindowsEqualTheScatter) {
     exchange.addGhostsToGlobal(local, got);
     EXPECT_LE(relativeError(got, expect), 1e-15) << what;
 #if defined(__AVX512F__)
-    EXPECT_GT(total[0], total[1] / 5) << what << ": many blocks line up";
+    // (cubic stencils within 2 nodes of a Dirichlet wall do not line up: a tenth is left)
+    EXPECT_GT(total[0], total[1] / 10) << what << ": blocks line up";
     EXPECT_LT(total[0], total[1]) << what << ": not all";
 #else
     EXPECT_EQ(total[1], 0) << "no windows without AVX-512";

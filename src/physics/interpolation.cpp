@@ -907,53 +907,80 @@ void InterpolationTable::transposeByNodes(const PetscScalar* values, PetscScalar
 
 namespace {
 #if defined(__AVX512F__)
-/// The scatter-add of a block of 8 points that buildRowWindows found lined up: weights
-/// [3][2][8] (lane fastest), values of the 8 points, the window's first node at
-/// local + first; the 4 stencil rows (y, then z) are stride_y and stride_z apart.  Lane b's
-/// terms land on nodes b and b + 1 of each row: the node-b terms are lane-wise, the
-/// node-(b + 1) terms move up one lane, and the last one (node 8) is carried into the next
-/// block when that one continues the run (first 8 nodes further), else flushed.
+/// The scatter-add of a block of 8 points that buildRowWindows found lined up, for
+/// stencils of N nodes per axis: weights [3][N][8] (lane fastest), values of the 8 points,
+/// the window's first node at local + first; the N * N stencil rows (y inner, z outer) are
+/// stride_y and stride_z apart.  Lane b's terms land on nodes b to b + N - 1 of each row:
+/// the node-(b + m) terms move up m lanes, and those that move past lane 7 (nodes 8 to
+/// 6 + N) are carried into the next block when that one continues the run (first 8 nodes
+/// further), else flushed.
+template <int N>
 class RowWindow3 {
  public:
-  RowWindow3(PetscInt stride_y, PetscInt stride_z)
-      : row_{0, stride_y, stride_z, stride_y + stride_z} {}
+  static constexpr int kRows = N * N;
+
+  RowWindow3(PetscInt stride_y, PetscInt stride_z) {
+    for (int r = 0; r < kRows; ++r) row_[r] = (r % N) * stride_y + (r / N) * stride_z;
+  }
 
   void add(PetscInt first, const double* weight, const PetscScalar* values, PetscScalar* local) {
     const bool continues = carrying_ && first == carried_first_ + 8;
     if (!continues) flush(local);
     const __m512d v = _mm512_loadu_pd(values);
-    const __m512d a0 = _mm512_mul_pd(_mm512_loadu_pd(weight), v),
-                  a1 = _mm512_mul_pd(_mm512_loadu_pd(weight + 8), v);
-    for (int r = 0; r < 4; ++r) {
-      const __m512d alpha = _mm512_mul_pd(_mm512_loadu_pd(weight + (4 + (r >> 1)) * 8),
-                                          _mm512_loadu_pd(weight + (2 + (r & 1)) * 8));
-      const __m512d u0 = _mm512_mul_pd(alpha, a0), u1 = _mm512_mul_pd(alpha, a1);
-      const __m512d before = continues ? carry_[r] : _mm512_setzero_pd();
-      // lanes 1 to 7 take u1's lanes 0 to 6, lane 0 the carried node
-      const __m512d up = _mm512_castsi512_pd(
-          _mm512_alignr_epi64(_mm512_castpd_si512(u1), _mm512_castpd_si512(before), 7));
+    __m512d a[N];  // weight_x[m] value, lane-wise
+    for (int m = 0; m < N; ++m) a[m] = _mm512_mul_pd(_mm512_loadu_pd(weight + m * 8), v);
+    const __m512d zero = _mm512_setzero_pd();
+    for (int r = 0; r < kRows; ++r) {
+      const __m512d alpha = _mm512_mul_pd(_mm512_loadu_pd(weight + (2 * N + r / N) * 8),
+                                          _mm512_loadu_pd(weight + (N + r % N) * 8));
+      __m512d sum = _mm512_mul_pd(alpha, a[0]);
+#pragma GCC unroll 3
+      for (int m = 1; m < N; ++m) {
+        const __m512d u = _mm512_mul_pd(alpha, a[m]);
+        const __m512d before = continues ? carry_[r][m - 1] : zero;
+        // lanes m to 7 take u's lanes 0 to 7 - m, the lanes below the carried ones
+        sum = _mm512_add_pd(sum, shiftUp(u, before, m));
+        carry_[r][m - 1] = u;
+      }
       PetscScalar* at = local + first + row_[r];
-      _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), _mm512_add_pd(u0, up)));
-      carry_[r] = u1;
+      _mm512_storeu_pd(at, _mm512_add_pd(_mm512_loadu_pd(at), sum));
     }
     carried_first_ = first;
     carrying_ = true;
   }
 
-  /// Adds the carried node of each row into memory (at the end of a run).
+  /// Adds the carried nodes of each row into memory (at the end of a run).
   void flush(PetscScalar* local) {
     if (!carrying_) return;
-    for (int r = 0; r < 4; ++r) {
-      alignas(64) double lanes[8];
-      _mm512_store_pd(lanes, carry_[r]);
-      local[carried_first_ + row_[r] + 8] += lanes[7];
+    for (int r = 0; r < kRows; ++r) {
+      alignas(64) double lanes[N - 1][8];
+      for (int m = 1; m < N; ++m) _mm512_store_pd(lanes[m - 1], carry_[r][m - 1]);
+      PetscScalar* at = local + carried_first_ + row_[r] + 8;
+      for (int node = 0; node < N - 1; ++node) {  // nodes 8 on: lane 8 - m + node of u_m
+        double extra = 0.0;
+        for (int m = node + 1; m < N; ++m) extra += lanes[m - 1][8 - m + node];
+        at[node] += extra;
+      }
     }
     carrying_ = false;
   }
 
  private:
-  PetscInt row_[4];
-  __m512d carry_[4];
+  /// The lanes of u moved up m places, the vacated lanes from the top m lanes of before.
+  static __m512d shiftUp(__m512d u, __m512d before, int m) {
+    const __m512i ui = _mm512_castpd_si512(u), bi = _mm512_castpd_si512(before);
+    switch (m) {
+      case 1:
+        return _mm512_castsi512_pd(_mm512_alignr_epi64(ui, bi, 7));
+      case 2:
+        return _mm512_castsi512_pd(_mm512_alignr_epi64(ui, bi, 6));
+      default:
+        return _mm512_castsi512_pd(_mm512_alignr_epi64(ui, bi, 5));
+    }
+  }
+
+  PetscInt row_[kRows];
+  __m512d carry_[kRows][N - 1];
   PetscInt carried_first_ = 0;
   bool carrying_ = false;
 };
@@ -962,8 +989,9 @@ class RowWindow3 {
 
 void InterpolationTable::buildRowWindows() {
 #if defined(__AVX512F__)
-  if (uniform_ || dim_ != 3 || kind_ != Interpolation::Linear || dof_ != 1 || has_windows_) return;
-  constexpr int L = 8, per_point = 6;
+  if (uniform_ || dim_ != 3 || dof_ != 1 || has_windows_) return;
+  constexpr int L = 8;
+  const int N = nodes_, per_point = 3 * N;
   const PetscInt nx = layout_.ownedSize(0), rows = count_ / std::max<PetscInt>(nx, 1);
   const PetscInt stride[3] = {1, layout_.stride(1), layout_.stride(2)};
   window_first_.clear();
@@ -976,11 +1004,12 @@ void InterpolationTable::buildRowWindows() {
       for (int b = 0; b < L && fits; ++b) {
         const PetscInt* o = o0 + b * per_point;
         for (int a = 0; a < 3; ++a) {
-          const PetscInt start = o[2 * a], expected = o0[2 * a] + (a == 0 ? b : 0);
-          fits = fits && start == expected && o[2 * a + 1] == start + stride[a];
+          const PetscInt start = o[N * a], expected = o0[N * a] + (a == 0 ? b : 0);
+          fits = fits && start == expected;
+          for (int m = 1; m < N; ++m) fits = fits && o[N * a + m] == start + m * stride[a];
         }
       }
-      window_first_.push_back(fits ? o0[0] + o0[2] + o0[4] : -1);
+      window_first_.push_back(fits ? o0[0] + o0[N] + o0[2 * N] : -1);
       for (int e = 0; e < per_point; ++e)
         for (int b = 0; b < L; ++b)
           window_weight_.push_back(fits ? weight_[static_cast<size_t>((p0 + b) * per_point + e)]
@@ -1003,39 +1032,41 @@ void InterpolationTable::scatterAddSweep(const PetscScalar* values, PetscScalar*
     throw std::logic_error("InterpolationTable::scatterAddSweep: per-point tables only");
 #if defined(__AVX512F__)
   if (has_windows_) {
-    // 3D linear, one component: blocks of 8 that line up in a register window, the rest
-    // point by point.
-    constexpr int per_point = 6, L = 8;
-    const PetscInt nx = layout_.ownedSize(0), ny = layout_.ownedSize(1);
-    const PetscInt k0 = layout_.ownedStart(2);
-    RowWindow3 window(layout_.stride(1), layout_.stride(2));
-    const auto pointwise = [&](PetscInt p) {
-      const PetscInt* o = &offset_[static_cast<size_t>(p * per_point)];
-      const double* w = &weight_[static_cast<size_t>(p * per_point)];
-      if (detail::rowIsContiguous<2, 1, 1>(o))
-        scatterAddRunsAt<3, 2>(o, w, values[p], local);
-      else
-        scatterAddAt<3, 2>(o, w, values[p], local);
-    };
-    PetscInt p = 0, block = 0;
-    for (PetscInt k = k0; k < k0 + layout_.ownedSize(2); ++k) {
-      sum.beginLine(k);  // after the window's flush at the end of the previous row
-      for (PetscInt j = 0; j < ny; ++j) {
-        PetscInt i = 0;
-        for (; i + L <= nx; i += L, p += L, ++block) {
-          const PetscInt first = window_first_[static_cast<size_t>(block)];
-          if (first >= 0) {
-            window.add(first, &window_weight_[static_cast<size_t>(block * per_point * L)],
-                       values + p, local);
-          } else {
-            window.flush(local);
-            for (int b = 0; b < L; ++b) pointwise(p + b);
+    // 3D, one component: blocks of 8 that line up in a register window, the rest point by
+    // point.
+    withStencilShape(dim_, kind_, [&](auto, auto n) {
+      constexpr int N = decltype(n)::value, per_point = 3 * N, L = 8;
+      const PetscInt nx = layout_.ownedSize(0), ny = layout_.ownedSize(1);
+      const PetscInt k0 = layout_.ownedStart(2);
+      RowWindow3<N> window(layout_.stride(1), layout_.stride(2));
+      const auto pointwise = [&](PetscInt p) {
+        const PetscInt* o = &offset_[static_cast<size_t>(p * per_point)];
+        const double* w = &weight_[static_cast<size_t>(p * per_point)];
+        if (detail::rowIsContiguous<N, 1, 1>(o))
+          scatterAddRunsAt<3, N>(o, w, values[p], local);
+        else
+          scatterAddAt<3, N>(o, w, values[p], local);
+      };
+      PetscInt p = 0, block = 0;
+      for (PetscInt k = k0; k < k0 + layout_.ownedSize(2); ++k) {
+        sum.beginLine(k);  // after the window's flush at the end of the previous row
+        for (PetscInt j = 0; j < ny; ++j) {
+          PetscInt i = 0;
+          for (; i + L <= nx; i += L, p += L, ++block) {
+            const PetscInt first = window_first_[static_cast<size_t>(block)];
+            if (first >= 0) {
+              window.add(first, &window_weight_[static_cast<size_t>(block * per_point * L)],
+                         values + p, local);
+            } else {
+              window.flush(local);
+              for (int b = 0; b < L; ++b) pointwise(p + b);
+            }
           }
+          window.flush(local);
+          for (; i < nx; ++i, ++p) pointwise(p);
         }
-        window.flush(local);
-        for (; i < nx; ++i, ++p) pointwise(p);
       }
-    }
+    });
     sum.finishOwned();
     return;
   }

@@ -1323,15 +1323,17 @@ class InterpolationTable {
   /// out or local.
   void transposeByNodes(const PetscScalar* values, PetscScalar* out, PetscScalar* local) const;
 
-  /// Per-point 3D linear tables of a scalar field, in builds for AVX-512 (elsewhere a
-  /// no-op): the stencils of the blocks of 8 points of a grid row (from the row's start)
-  /// that line up, each run of 2 nodes along x starting one node after the previous
-  /// point's and all 8 sharing their rows along y and z, stored again with the points as
-  /// vector lanes (8 + 384 B per block, 49 B per point), for scatterAddSweep to sum such a
-  /// block's scatter-add in registers over the window of 9 nodes per stencil row (the last
-  /// node carried into the next block of a run) instead of point by point.  Each term is
-  /// then (weight_z weight_y) (weight_x value), the point-by-point product associated
-  /// otherwise, and the sums run in another order.  Not collective; idempotent.
+  /// Per-point 3D tables of a scalar field, in builds for AVX-512 (elsewhere a no-op): the
+  /// stencils of the blocks of 8 points of a grid row (from the row's start) that line up,
+  /// each run of nodes along x starting one node after the previous point's and all 8
+  /// sharing their rows along y and z, stored again with the points as vector lanes (8 B
+  /// plus 48 B per point for linear stencils, 96 B for cubic), for scatterAddSweep to sum
+  /// such a block's scatter-add in registers over the window of 9 (linear) or 11 (cubic)
+  /// nodes per stencil row, the nodes past the eighth carried into the next block of a
+  /// run, instead of point by point.  Each term is then (weight_z weight_y) (weight_x
+  /// value), the point-by-point product associated otherwise, and the sums run in another
+  /// order.  (SemiLagrangianAdvectionStep builds them for linear stencils only: with cubic
+  /// ones the sweep measured slower.)  Not collective; idempotent.
   void buildRowWindows();
   /// {blocks of 8 points that scatterAddSweep sums in a window, all full blocks of 8}.
   std::array<PetscInt, 2> rowWindowBlocks() const;
