@@ -150,9 +150,13 @@ class WindowScatter2D {
 /// step from point to point along x): a smooth velocity, where a component's sign change
 /// inside the block moves some of the stencils by one node.  Along x the union is then a
 /// window of 4 nodes per point (11 in all, 33 values from the first point's first node) or,
-/// where the stencils moved, of 5 (12 nodes, 36 values; each point's weights padded with a
-/// zero on the side it did not move to); along y and z it is 4 or 5 rows and planes, 16 to
-/// 25 window rows, with zero weights where a point's stencil has no row.
+/// where the stencils moved, of 5 (each point's weights padded with a zero on the side it
+/// did not move to); along y and z it is 4 or 5 rows and planes, 16 to 25 window rows,
+/// with zero weights where a point's stencil has no row.  The window reads and writes
+/// whole rows of it, so every node from its first to its last along x must lie in the
+/// ghosted box: the window ends at the last point's last node (node 10, or 11 where that
+/// run moved), and where the first point's run moved, the window's node 0 (no stencil's)
+/// must not lie before the box.
 class BlockUnion3D {
  public:
   static constexpr int kLanes = 8, kNodes = 4, kValues = 3;
@@ -164,6 +168,7 @@ class BlockUnion3D {
     int x_nodes = kNodes, y_rows = kNodes, z_planes = kNodes;  // 4, or 5 where runs moved
     PetscInt first = 0;      // offset of the window's first node (x, y and z)
     __mmask8 moved[3] = {};  // lanes whose run starts one node later than the window
+    __mmask8 tail = 0x01;    // window values from 32 on (node 10, or 10 and 11)
   };
 
   /// stride_y, stride_z: the local array's strides along y and z.
@@ -180,6 +185,7 @@ class BlockUnion3D {
     Index lane{}, start, node;
     for (int b = 0; b < kLanes; ++b) lane[b] = b;
     Index ok = lane >= 0;  // every lane
+    bool inside = true;
     for (int a = 0; a < 3; ++a) {
       const PetscInt* o = offset + a * kNodes * kLanes;
       std::memcpy(&start, o, sizeof start);
@@ -194,6 +200,7 @@ class BlockUnion3D {
       const Index moved = home == lowest + stride_[a];
       ok &= (home == lowest) | moved;
       shape.first += lowest;
+      if (a == 0) inside = lowest >= 0;  // x offsets count from the box's first node
       __mmask8 mask = 0;
       for (int b = 0; b < kLanes; ++b)
         if (moved[b]) mask = static_cast<__mmask8>(mask | (1u << b));
@@ -204,7 +211,8 @@ class BlockUnion3D {
     std::uint64_t words[sizeof(Index) / 8], all = ~std::uint64_t{0};
     std::memcpy(words, &ok, sizeof words);
     for (std::uint64_t word : words) all &= word;
-    shape.fits = all == ~std::uint64_t{0};
+    shape.fits = all == ~std::uint64_t{0} && inside;
+    shape.tail = (shape.moved[0] & 0x80) != 0 ? 0x0F : 0x01;
     return shape;
   }
 
@@ -365,7 +373,7 @@ class WindowScatter3D {
       carry_[row][1] = acc[4];
     }
     carry_at_ = base + 24;
-    carry_mask_ = X == kNodes ? 0x01 : 0x0F;  // positions 32 to 3 (X + 7) - 1
+    carry_mask_ = shape.tail;
     carrying_ = true;
   }
 
@@ -432,7 +440,6 @@ inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion
   const __m512i tail_c[C] = {_mm512_setr_epi64(0, 3, 6, 9, 0, 0, 0, 0),
                              _mm512_setr_epi64(1, 4, 7, 10, 0, 0, 0, 0),
                              _mm512_setr_epi64(2, 5, 8, 11, 0, 0, 0, 0)};
-  constexpr __mmask8 kTail = X == N ? 0x01 : 0x0F;  // values 32 to 3 (X + 7) - 1
   const __m512d zero = _mm512_setzero_pd();
   __m512d value[C] = {zero, zero, zero}, gx[C] = {zero, zero, zero}, gy[C] = {zero, zero, zero},
           gz[C] = {zero, zero, zero};
@@ -442,7 +449,7 @@ inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion
       const PetscScalar* row = base + kz * blocks.stride(2) + ky * blocks.stride(1);
       const __m512d r0 = _mm512_loadu_pd(row), r1 = _mm512_loadu_pd(row + L),
                     r2 = _mm512_loadu_pd(row + 2 * L), r3 = _mm512_loadu_pd(row + 3 * L),
-                    r4 = _mm512_maskz_loadu_pd(kTail, row + 4 * L);
+                    r4 = _mm512_maskz_loadu_pd(shape.tail, row + 4 * L);
       const int at = kz * shape.y_rows + ky;
       const __m512d alpha_w = _mm512_load_pd(alpha[0][at]), alpha_y = _mm512_load_pd(alpha[1][at]),
                     alpha_z = _mm512_load_pd(alpha[2][at]);
