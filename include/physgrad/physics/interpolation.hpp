@@ -1327,7 +1327,8 @@ class InterpolationTable {
   /// stencils of the blocks of 8 points of a grid row (from the row's start) that line up,
   /// each run of nodes along x starting one node after the previous point's and all 8
   /// sharing their rows along y and z, stored again with the points as vector lanes (8 B
-  /// plus 48 B per point for linear stencils, 96 B for cubic), for scatterAddSweep to sum
+  /// per block, and 48 B per point for linear stencils, 96 B for cubic), for
+  /// scatterAddSweep to sum
   /// such a block's scatter-add in registers over the window of 9 (linear) or 11 (cubic)
   /// nodes per stencil row, the nodes past the eighth carried into the next block of a
   /// run, instead of point by point.  Each term is then (weight_z weight_y) (weight_x
@@ -1369,7 +1370,8 @@ class InterpolationTable {
   // offset of the entry, point, weight), each list in increasing point order.
   int node_slots_ = 0;
   // buildRowWindows: per full block of 8 points (rows in storage order), the offset of its
-  // window's first node, -1 where the block does not line up; and its [3][2][8] weights.
+  // window's first node, -1 where the block does not line up; and its [3][nodes][8]
+  // weights (lane fastest).
   std::vector<PetscInt> window_first_;
   std::vector<double> window_weight_;
   bool has_windows_ = false;
