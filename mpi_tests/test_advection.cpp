@@ -1345,6 +1345,22 @@ TEST(Interpolation, UniformTableEqualsThePerPointTable) {
   }
 }
 
+/// The reference transpose of a per-point table: scatterAdd of w's values into a zeroed
+/// local array, then the local-to-global sum (collective).
+OwnedVec scatteredThroughTable(const InterpolationTable& table, const CornerGhostExchange& exchange,
+                               const Grid& grid, Vec w) {
+  OwnedVec z = exchange.createLocal(), out = grid.createGlobal();
+  const PetscScalar* wa = nullptr;
+  PetscScalar* za = nullptr;
+  PG_CALL(VecGetArrayRead(w, &wa));
+  PG_CALL(VecGetArray(z, &za));
+  table.scatterAdd(wa, za);
+  PG_CALL(VecRestoreArray(z, &za));
+  PG_CALL(VecRestoreArrayRead(w, &wa));
+  exchange.addLocalToGlobal(z, out);
+  return out;
+}
+
 TEST(Interpolation, NodeTransposeEqualsTheScatter) {
   // The transposed table of per-point stencils (a gather over the nodes, the terms on ghost
   // entries summed into their owners) against scatterAdd and the local-to-global sum, on
@@ -1396,15 +1412,8 @@ TEST(Interpolation, NodeTransposeEqualsTheScatter) {
           OwnedVec w = fieldFromNatural(grid, natural);
           const PetscInt entries = grid.owned().count() * dof;
           const PetscScalar* wa = nullptr;
-
-          OwnedVec z = exchange.createLocal(), expect = grid.createGlobal();
           PetscScalar* za = nullptr;
-          PG_CALL(VecGetArrayRead(w, &wa));
-          PG_CALL(VecGetArray(z, &za));
-          table.scatterAdd(wa, za);
-          PG_CALL(VecRestoreArray(z, &za));
-          PG_CALL(VecRestoreArrayRead(w, &wa));
-          exchange.addLocalToGlobal(z, expect);
+          OwnedVec expect = scatteredThroughTable(table, exchange, grid, w);
 
           // The owned entries of the local array hold NaN: a transpose that touched them
           // would carry it into the result through the ghost sum or leave it there.
@@ -1476,14 +1485,7 @@ TEST(Interpolation, RowWindowsEqualTheScatter) {
     OwnedVec w = fieldFromNatural(grid, natural);
     const PetscScalar* wa = nullptr;
     PetscScalar *za = nullptr, *ga = nullptr;
-
-    OwnedVec z = exchange.createLocal(), expect = grid.createGlobal();
-    PG_CALL(VecGetArrayRead(w, &wa));
-    PG_CALL(VecGetArray(z, &za));
-    table.scatterAdd(wa, za);
-    PG_CALL(VecRestoreArray(z, &za));
-    PG_CALL(VecRestoreArrayRead(w, &wa));
-    exchange.addLocalToGlobal(z, expect);
+    OwnedVec expect = scatteredThroughTable(table, exchange, grid, w);
 
     table.buildRowWindows();
     table.buildRowWindows();  // idempotent

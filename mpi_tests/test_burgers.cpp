@@ -861,8 +861,12 @@ TEST(SelfAdvectionStep, WindowedScatterEqualsThePointByPointAdjoint) {
     EXPECT_LE(relativeError(windowed, plain), 1e-15) << where << " with a record";
     EXPECT_LE(relativeError(one_pass, plain), 1e-15) << where << " without a record";
 #if defined(__AVX512F__)
-    // At 4 ranks a rank's grid lines may be 12 points long: every other block is short.
-    EXPECT_GT(total[0], total[2] / 5) << where << ": many blocks fit a window";
+    if (c.dim == 2) {
+      EXPECT_GT(total[0], total[2] / 2) << where << ": most blocks fit a window";
+    } else {
+      // At 4 ranks a rank's grid lines may be 12 points long: every other block is short.
+      EXPECT_GT(total[0], total[2] / 5) << where << ": many blocks fit a window";
+    }
     if (c.dim == 2 || c.boundary != Boundary::Periodic) {
       EXPECT_LT(total[0], total[2]) << where << ": some blocks do not";
     }

@@ -397,7 +397,7 @@ class WindowScatter3D {
 /// out: the 8 points' component triples; jac: their terms with the points as lanes,
 /// jac[(c * 3 + a) * 8 + b] = dq_du[a] d u_c / d q_a of point b.
 template <int X>
-inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion3D::Shape& shape,
+inline void gatherAndGradientLanesX(const BlockUnion3D& blocks, const BlockUnion3D::Shape& shape,
                                     const double* weight, const double* slope,
                                     const PetscScalar* local, const double* dq_du, PetscScalar* out,
                                     double* jac) {
@@ -496,6 +496,19 @@ inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion
     _mm512_storeu_pd(jac + (c * C + 1) * L, _mm512_mul_pd(dq[1], gy[c]));
     _mm512_storeu_pd(jac + (c * C + 2) * L, _mm512_mul_pd(dq[2], gz[c]));
   }
+}
+
+/// gatherAndGradientLanesX for the block's window width along x.
+inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion3D::Shape& shape,
+                                    const double* weight, const double* slope,
+                                    const PetscScalar* local, const double* dq_du, PetscScalar* out,
+                                    double* jac) {
+  if (shape.x_nodes == BlockUnion3D::kNodes)
+    gatherAndGradientLanesX<BlockUnion3D::kNodes>(blocks, shape, weight, slope, local, dq_du, out,
+                                                  jac);
+  else
+    gatherAndGradientLanesX<BlockUnion3D::kNodes + 1>(blocks, shape, weight, slope, local, dq_du,
+                                                      out, jac);
 }
 
 /// gatherAndGradientAtComponents<2, 4, 2, 8> (WithGradient; else gatherAtComponents) and
@@ -697,12 +710,8 @@ class SelfAdvectionStep::Linearisation {
             if (shape.fits) {
               double value[S * D], jac[S * D * D], interpolated[S * D];
               for (int e = 0; e < S * D; ++e) value[e] = values[p * D + e];
-              if (shape.x_nodes == N)
-                gatherAndGradientLanes3<N>(blocks3, shape, block.weight, block.slope, xl, dq_du_,
-                                           interpolated, jac);
-              else
-                gatherAndGradientLanes3<N + 1>(blocks3, shape, block.weight, block.slope, xl,
-                                               dq_du_, interpolated, jac);
+              gatherAndGradientLanes3(blocks3, shape, block.weight, block.slope, xl, dq_du_,
+                                      interpolated, jac);
               window3.add(shape, block.weight, value, local);
               jacobianTransposeLanes3(jac, value, gtw + p * D);
               return;
@@ -780,12 +789,8 @@ class SelfAdvectionStep::Linearisation {
           } else if constexpr (D == 3 && N == 4 && S == BlockUnion3D::kLanes) {
             const BlockUnion3D::Shape shape = blocks3.fit(block.offset, count);
             if (shape.fits) {
-              if (shape.x_nodes == N)
-                gatherAndGradientLanes3<N>(blocks3, shape, block.weight, block.slope, xl, dq_du_,
-                                           out + p * D, jac + p * D * D);
-              else
-                gatherAndGradientLanes3<N + 1>(blocks3, shape, block.weight, block.slope, xl,
-                                               dq_du_, out + p * D, jac + p * D * D);
+              gatherAndGradientLanes3(blocks3, shape, block.weight, block.slope, xl, dq_du_,
+                                      out + p * D, jac + p * D * D);
               return;
             }
           }
