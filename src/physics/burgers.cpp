@@ -519,8 +519,8 @@ inline void gatherAndGradientLanes3(const BlockUnion3D& blocks, const BlockUnion
 /// kernel (a product first, then fused multiply-adds).  That kernel's compiled code fuses
 /// its products where the compiler chooses, so the two can differ in the last bit; the
 /// plain and the recording forward both take this path for such blocks and agree bit for
-/// bit.  out: the 8 points' value pairs; jac: their 2 x 2 terms G[c][a] = dq_du[a] d u_c /
-/// d q_a.
+/// bit.  out: the 8 points' value pairs; jac: their 2 x 2 terms with the points as lanes,
+/// jac[(c * 2 + a) * 8 + b] = dq_du[a] d u_c / d q_a of point b.
 template <bool WithGradient>
 inline void gatherAndGradientLanes(const PetscInt* offset, const double* weight,
                                    const double* slope, const PetscScalar* local,
@@ -563,25 +563,17 @@ inline void gatherAndGradientLanes(const PetscInt* offset, const double* weight,
       }
     }
   }
-  // Lanes back to points: value pairs, and G[c][a] in the order c0a0, c0a1, c1a0, c1a1.
+  // Lanes back to points: value pairs.  The Jacobian terms stay lane-major.
   const __m512i first = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
   const __m512i second = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
   _mm512_storeu_pd(out, _mm512_permutex2var_pd(value[0], first, value[1]));
   _mm512_storeu_pd(out + L, _mm512_permutex2var_pd(value[0], second, value[1]));
   if constexpr (!WithGradient) return;
   const __m512d dq0 = _mm512_set1_pd(dq_du[0]), dq1 = _mm512_set1_pd(dq_du[1]);
-  const __m512d g00 = _mm512_mul_pd(dq0, gx[0]), g01 = _mm512_mul_pd(dq1, gy[0]);
-  const __m512d g10 = _mm512_mul_pd(dq0, gx[1]), g11 = _mm512_mul_pd(dq1, gy[1]);
-  const __m512i pairs_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
-  const __m512i pairs_hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-  const __m512d a_lo = _mm512_permutex2var_pd(g00, first, g01);   // points 0-3: c0a0 c0a1
-  const __m512d a_hi = _mm512_permutex2var_pd(g00, second, g01);  // points 4-7
-  const __m512d b_lo = _mm512_permutex2var_pd(g10, first, g11);   // points 0-3: c1a0 c1a1
-  const __m512d b_hi = _mm512_permutex2var_pd(g10, second, g11);
-  _mm512_storeu_pd(jac, _mm512_permutex2var_pd(a_lo, pairs_lo, b_lo));
-  _mm512_storeu_pd(jac + L, _mm512_permutex2var_pd(a_lo, pairs_hi, b_lo));
-  _mm512_storeu_pd(jac + 2 * L, _mm512_permutex2var_pd(a_hi, pairs_lo, b_hi));
-  _mm512_storeu_pd(jac + 3 * L, _mm512_permutex2var_pd(a_hi, pairs_hi, b_hi));
+  _mm512_storeu_pd(jac, _mm512_mul_pd(dq0, gx[0]));
+  _mm512_storeu_pd(jac + L, _mm512_mul_pd(dq1, gy[0]));
+  _mm512_storeu_pd(jac + 2 * L, _mm512_mul_pd(dq0, gx[1]));
+  _mm512_storeu_pd(jac + 3 * L, _mm512_mul_pd(dq1, gy[1]));
 }
 }  // namespace
 #pragma GCC diagnostic pop
@@ -601,11 +593,12 @@ inline void jacobianTransposeAt(const double* g, const double* value, PetscScala
 }  // namespace
 
 namespace {
-/// jacobianTransposeAt<3> for a block of 8 points whose terms are stored with the points
-/// as lanes (jac[(c * 3 + a) * 8 + b] = G[c][a] of point b; value and out: the points'
-/// component triples): the same products, summed in the same order, lane-wise.
-inline void jacobianTransposeLanes3(const double* jac, const double* value, PetscScalar* out) {
-  constexpr int L = 8, D = 3;
+/// jacobianTransposeAt<D> for a block of 8 points whose terms are stored with the points
+/// as lanes (jac[(c * D + a) * 8 + b] = G[c][a] of point b; value and out: the points'
+/// component pairs or triples): the same products, summed in the same order, lane-wise.
+template <int D>
+inline void jacobianTransposeLanes(const double* jac, const double* value, PetscScalar* out) {
+  constexpr int L = 8;
   using Real = detail::Doubles<L>;
   Real v[D], o[D], g;
   loadComponentLanes<D, L>(value, L, v);
@@ -700,8 +693,7 @@ class SelfAdvectionStep::Linearisation {
               gatherAndGradientLanes<true>(block.offset, block.weight, block.slope, xl, dq_du_,
                                            interpolated, jac);
               window.add(block.offset, block.weight, value, local);
-              for (int b = 0; b < S; ++b)
-                jacobianTransposeAt<D>(jac + b * D * D, value + b * D, gtw + (p + b) * D);
+              jacobianTransposeLanes<D>(jac, value, gtw + p * D);
               return;
             }
             window.flush();
@@ -713,7 +705,7 @@ class SelfAdvectionStep::Linearisation {
               gatherAndGradientLanes3(blocks3, shape, block.weight, block.slope, xl, dq_du_,
                                       interpolated, jac);
               window3.add(shape, block.weight, value, local);
-              jacobianTransposeLanes3(jac, value, gtw + p * D);
+              jacobianTransposeLanes<D>(jac, value, gtw + p * D);
               return;
             }
             window3.flush();
@@ -767,9 +759,9 @@ class SelfAdvectionStep::Linearisation {
   /// forwardOnePass (its numbers; in 3D up to the last bit, see
   /// gatherAndGradientAtComponents), and the Jacobian terms in the same walk over each
   /// stencil: jac[(p * dim + c) * dim + a] = G[p][c][a], the numbers jacobian() gives after
-  /// build(x).  In 3D, in a block of 8 points (p0 to p0 + 7), the 72 terms are stored with
-  /// the points as lanes instead: jac[p0 * 9 + (c * 3 + a) * 8 + p - p0] (the layout
-  /// adjointOnePassWithJacobian reads; jacobianInLanes).
+  /// build(x).  In 2D and 3D, in a full block of 8 points (p0 to p0 + 7), the block's terms
+  /// are stored with the points as lanes instead: jac[p0 * dim^2 + (c * dim + a) * 8 + p -
+  /// p0] (the layout adjointOnePassWithJacobian reads; jacobianInLanes).
   void forwardAndJacobianOnePass(Vec x, const std::string& scheme, PetscScalar* out, double* jac) {
 #if defined(__AVX512F__)
     const BlockUnion3D blocks3(layout_.stride(1), layout_.stride(2));
@@ -810,10 +802,10 @@ class SelfAdvectionStep::Linearisation {
   }
 
   /// True where forwardAndJacobianOnePass stores a block's Jacobian terms with the points
-  /// as lanes: full blocks of 8 in 3D (their transposed product is then lane-wise).
+  /// as lanes: full blocks of 8 in 2D and 3D (their transposed product is then lane-wise).
   template <int D, int S>
   static constexpr bool jacobianInLanes(int count) {
-    return D == 3 && S == 8 && count == S;
+    return D >= 2 && S == 8 && count == S;
   }
 
   /// adjointOnePass with the Jacobian terms read from jac (forwardAndJacobianOnePass at the
@@ -864,7 +856,7 @@ class SelfAdvectionStep::Linearisation {
                 adjointScatterAddAtComponents<D, N, D, S>(block.offset + b, block.weight + b,
                                                           value + b * D, local);
             }
-            jacobianTransposeLanes3(jac + p * D * D, value, gtw + p * D);
+            jacobianTransposeLanes<D>(jac + p * D * D, value, gtw + p * D);
             return;
           }
           for (int b = 0; b < count; ++b) {
@@ -1177,8 +1169,8 @@ struct JacobianRecordPool {
 namespace {
 // A record of forwardAndRecord: the Jacobian terms G at the state it was made at.
 struct JacobianRecord final : LinearisationRecord {
-  // jac[(p * dim + c) * dim + a] = G[p][c][a]; in 3D full blocks of 8 points with the
-  // points as lanes (see forwardAndJacobianOnePass)
+  // jac[(p * dim + c) * dim + a] = G[p][c][a]; in 2D and 3D full blocks of 8 points with
+  // the points as lanes (see forwardAndJacobianOnePass)
   std::vector<double> jac;
   std::shared_ptr<detail::JacobianRecordPool> pool;
 

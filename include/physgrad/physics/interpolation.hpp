@@ -507,6 +507,10 @@ inline void storeComponentLanes(const detail::Doubles<B> (&v)[D], PetscScalar* u
   using Real = detail::Doubles<B>;
   if constexpr (false) {
 #if defined(__clang__) || __GNUC__ >= 12
+  } else if constexpr (D == 2 && B == 8) {
+    const Real r[2] = {__builtin_shufflevector(v[0], v[1], 0, 8, 1, 9, 2, 10, 3, 11),
+                       __builtin_shufflevector(v[0], v[1], 4, 12, 5, 13, 6, 14, 7, 15)};
+    std::memcpy(u, r, sizeof r);
   } else if constexpr (D == 3 && B == 8) {
     // Entry e of the output is lane e / 3 of v[e % 3]: two lanes from v[0] and v[1],
     // then those of v[2] (indices 8 on are the second operand's).
