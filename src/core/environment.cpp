@@ -2,16 +2,22 @@
 
 #include <petscsys.h>
 
+#include <cctype>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace physgrad {
 namespace {
 int g_ranks_on_node = 1;
+bool g_cache_lines = false;
 
 // PETSc aligns what it allocates to PETSC_MEMALIGN bytes, 16 in Debian's build, so a Vec's
 // array usually starts 16 bytes into a cache line and every 64-byte vector load of it
@@ -59,27 +65,64 @@ PetscErrorCode cacheLineRealloc(std::size_t bytes, int line, const char func[], 
   return 0;
 }
 
-bool mentionsMallocOption(const char* text) {
-  return text && std::strstr(text, "-malloc") != nullptr;
+// Whether text names a PETSc malloc option (PETSc's option names ignore case; a YAML
+// options file writes them without the dash, so any "malloc" counts).
+bool mentionsMalloc(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text.find("malloc") != std::string::npos;
+}
+
+bool fileMentionsMalloc(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return mentionsMalloc(text.str());
 }
 
 // PETSc's memory debugging (-malloc_debug, -malloc_test, -malloc_dump, -malloc_view, ...)
-// installs its own allocator, and PetscMallocSet refuses a second one; where such an option
-// is given (command line or PETSC_OPTIONS), PETSc keeps its allocator.
-bool petscMallocOptionGiven(int argc, char** argv) {
-  if (mentionsMallocOption(std::getenv("PETSC_OPTIONS"))) return true;
-  for (int a = 1; a < argc; ++a)
-    if (argv[a] && std::strncmp(argv[a], "-malloc", 7) == 0) return true;
+// installs its own allocator during PetscInitialize, and PetscMallocSet accepts only one.
+// PETSc keeps its allocator where such an option may reach PetscInitialize: on the
+// command line, in PETSC_OPTIONS or PETSC_OPTIONS_YAML, in a file given with
+// -options_file or -options_file_yaml, or in the options files PETSc reads by default
+// (~/.petscrc, .petscrc and petscrc, unless -skip_petscrc); and where
+// PHYSGRAD_PETSC_MALLOC=petsc asks for it.  A stray "malloc" (in a comment, say) only
+// costs the alignment.
+bool keepPetscAllocator(int argc, char** argv) {
+  if (const char* keep = std::getenv("PHYSGRAD_PETSC_MALLOC"); keep && std::string(keep) == "petsc")
+    return true;
+  for (const char* name : {"PETSC_OPTIONS", "PETSC_OPTIONS_YAML"})
+    if (const char* value = std::getenv(name); value && mentionsMalloc(value)) return true;
+  bool skip_rc = false;
+  for (int a = 1; a < argc && argv && argv[a]; ++a) {
+    const std::string arg = argv[a];
+    if (mentionsMalloc(arg)) return true;
+    if (arg == "-skip_petscrc") skip_rc = true;
+    if (arg.rfind("-options_file", 0) == 0 && a + 1 < argc && argv[a + 1] &&
+        fileMentionsMalloc(argv[a + 1]))
+      return true;
+  }
+  if (skip_rc) return false;
+  std::vector<std::string> defaults = {".petscrc", "petscrc"};
+  if (const char* home = std::getenv("HOME")) defaults.push_back(std::string(home) + "/.petscrc");
+  for (const std::string& file : defaults)
+    if (fileMentionsMalloc(file)) return true;
   return false;
 }
 }  // namespace
 
 Environment::Environment(int* argc, char*** argv, const char* help) {
-  if (!petscMallocOptionGiven(argc ? *argc : 0, argv ? *argv : nullptr) &&
-      PetscMallocSet(cacheLineMalloc, cacheLineFree, cacheLineRealloc) != 0)
+  const bool cache_lines = !keepPetscAllocator(argc ? *argc : 0, argv ? *argv : nullptr);
+  if (cache_lines && PetscMallocSet(cacheLineMalloc, cacheLineFree, cacheLineRealloc) != 0)
     throw std::runtime_error("PetscMallocSet failed");
   PetscErrorCode ierr = PetscInitialize(argc, argv, nullptr, help);
+  if (ierr && cache_lines)
+    throw std::runtime_error(
+        "PetscInitialize failed; if PETSc said \"cannot call multiple times\", a -malloc "
+        "option reached it from somewhere physgrad did not look: set PHYSGRAD_PETSC_MALLOC=petsc "
+        "to keep PETSc's own allocator");
   if (ierr) throw std::runtime_error("PetscInitialize failed");
+  g_cache_lines = cache_lines;
   MPI_Comm node = MPI_COMM_NULL;
   if (MPI_Comm_split_type(PETSC_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
           MPI_SUCCESS ||
@@ -89,6 +132,8 @@ Environment::Environment(int* argc, char*** argv, const char* help) {
 }
 
 Environment::~Environment() { (void)PetscFinalize(); }
+
+bool Environment::petscAllocationsOnCacheLines() { return g_cache_lines; }
 
 MPI_Comm Environment::comm() { return PETSC_COMM_WORLD; }
 

@@ -9,11 +9,21 @@ namespace physgrad {
 
 class Environment {
  public:
-  /// `help` is printed by PETSc for -help, followed by the registered options.
+  /// `help` is printed by PETSc for -help, followed by the registered options.  Before
+  /// PetscInitialize, installs allocation routines (PetscMallocSet) that put every PETSc
+  /// allocation, Vec arrays included, on a 64-byte cache line; PETSc's own default is
+  /// PETSC_MEMALIGN (16 bytes in Debian's build).  Where a PETSc memory-debugging option
+  /// (-malloc_debug, -malloc_test, -malloc_dump, -malloc_view, ...) appears on the command
+  /// line, in PETSC_OPTIONS(_YAML), in an -options_file(_yaml) or in a default options
+  /// file (~/.petscrc, .petscrc, petscrc), or where PHYSGRAD_PETSC_MALLOC=petsc is set,
+  /// PETSc's allocator is kept: PETSc accepts only one.
   Environment(int* argc, char*** argv, const char* help = nullptr);
   ~Environment();
   Environment(const Environment&) = delete;
   Environment& operator=(const Environment&) = delete;
+
+  /// Whether this Environment put PETSc's allocations on cache lines (see the constructor).
+  static bool petscAllocationsOnCacheLines();
 
   static MPI_Comm comm();
   static int rank();
