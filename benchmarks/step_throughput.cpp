@@ -163,12 +163,10 @@ Interleaved timeInterleaved(PetscInt reps, const std::function<void()>& f,
   return out;
 }
 
-// STREAM triad a = b + s c on every rank at once, on arrays of (at least) a given local
-// size; sweep() runs it once, bandwidth() turns the time of a sweep into aggregate GB/s
-// counting 24 B per element.
-// n doubles on 64-byte cache lines, as Environment places the library's Vec arrays: the triad
-// and the plain loop then run with the alignment the steps get (std::vector's storage
-// starts 16 bytes into a line here, which made a five-point loop a third slower).
+// n doubles on 64-byte cache lines, as Environment places the library's Vec arrays, so that
+// the triad and the plain loop run with the alignment the steps get (large std::vector
+// blocks start 16 bytes into a line here, as PETSc's own arrays did, which slowed the
+// library's stencil by a fifth).
 class CacheLineArray {
  public:
   CacheLineArray(size_t n, double value)
@@ -187,6 +185,9 @@ class CacheLineArray {
   double* data_;
 };
 
+// STREAM triad a = b + s c on every rank at once, on arrays of (at least) a given local
+// size; sweep() runs it once, bandwidth() turns the time of a sweep into aggregate GB/s
+// counting 24 B per element.
 class Triad {
  public:
   explicit Triad(PetscInt local_size)
