@@ -50,18 +50,23 @@ PetscErrorCode cacheLineRealloc(std::size_t bytes, int line, const char func[], 
     *result = nullptr;
     return 0;
   }
+  // On failure *result stays a valid block: the old one where realloc failed (realloc
+  // leaves it alone), the reallocated one where only the aligned copy failed.
   void* p = std::realloc(*result, bytes);
-  if (p && reinterpret_cast<std::uintptr_t>(p) % kCacheLine != 0) {
-    // realloc kept the contents but not the alignment: move them once more.
-    void* aligned = nullptr;
-    if (posix_memalign(&aligned, kCacheLine, bytes) == 0) std::memcpy(aligned, p, bytes);
-    std::free(p);
-    p = aligned;
-  }
   if (!p)
     return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_MEM, PETSC_ERROR_INITIAL,
                       "Memory requested %.0f", static_cast<PetscLogDouble>(bytes));
   *result = p;
+  if (reinterpret_cast<std::uintptr_t>(p) % kCacheLine != 0) {
+    // realloc kept the contents but not the alignment: move them once more.
+    void* aligned = nullptr;
+    if (posix_memalign(&aligned, kCacheLine, bytes) != 0)
+      return PetscError(PETSC_COMM_SELF, line, func, file, PETSC_ERR_MEM, PETSC_ERROR_INITIAL,
+                        "Memory requested %.0f", static_cast<PetscLogDouble>(bytes));
+    std::memcpy(aligned, p, bytes);
+    std::free(p);
+    *result = aligned;
+  }
   return 0;
 }
 
